@@ -1,0 +1,5 @@
+import sys
+
+from puyu.cli import main
+
+sys.exit(main())

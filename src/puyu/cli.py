@@ -1,0 +1,46 @@
+"""The `puyu` command: one subcommand per stage, each a thin call into its package.
+
+User mistakes (`PuyuError`) print one line and exit with status 2; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from puyu import __version__
+from puyu.commands import chat, convert, generate, model, tokenizer
+from puyu.errors import PuyuError
+
+COMMANDS = (model, generate, chat, convert, tokenizer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="puyu",
+        description="The whole life of an open LLM: data, pretraining, fine-tuning, serving, evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"puyu {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except PuyuError as error:
+        print(f"puyu: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

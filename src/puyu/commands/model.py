@@ -1,0 +1,96 @@
+"""`puyu model`: create random-init model folders and inspect existing ones."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from puyu.errors import PuyuError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("model", help="create or inspect model folders")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    init = actions.add_parser("init", help="write a randomly initialised model folder of a preset shape")
+    init.add_argument("--preset", required=True, help="shape name, e.g. internlm2-tiny, internlm2-chat-1.8b")
+    init.add_argument("--out", required=True, help="output folder")
+    init.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    init.add_argument("--tokenizer", default=None, help="folder whose tokenizer to use (default: built-in byte-level)")
+    init.add_argument("--dtype", default=None, help="storage dtype (default: the preset's)")
+    init.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    init.add_argument("--max-shard-size", default="5GB", help="shard above this size (default %(default)s)")
+    init.set_defaults(handler=run_init)
+
+    info = actions.add_parser("info", help="print a model folder's shape and files")
+    info.add_argument("model", help="HF model folder")
+    info.set_defaults(handler=run_info)
+
+    presets = actions.add_parser("presets", help="list the preset shapes")
+    presets.set_defaults(handler=run_presets)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """`key=value` strings → typed values (JSON where it parses, else the string)."""
+    from puyu.model.config import ModelConfig
+
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise PuyuError(f"--set {pair!r}: expected KEY=VALUE")
+        if key not in fields:
+            raise PuyuError(f"--set {key}: no such config field (fields: {', '.join(sorted(fields))})")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from puyu.model.init import init_model_folder
+
+    folder = init_model_folder(
+        args.preset,
+        args.out,
+        overrides=parse_overrides(args.set),
+        tokenizer_dir=args.tokenizer,
+        dtype=args.dtype,
+        seed=args.seed,
+        max_shard_size=args.max_shard_size,
+    )
+    print(f"wrote a random {args.preset} model to {folder}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from puyu.model.config import ModelConfig
+
+    config = ModelConfig.from_pretrained(args.model)
+    print(f"family      {config.family}")
+    print(f"parameters  {config.num_parameters() / 1e6:,.1f} M")
+    print(
+        f"shape       {config.num_layers} layers × {config.hidden_size} wide, "
+        f"{config.num_heads} heads / {config.num_kv_heads} KV heads, FFN {config.intermediate_size}"
+    )
+    print(f"vocabulary  {config.vocab_size}")
+    rope = config.rope_scaling
+    print(f"rope        theta {config.rope_theta:g}" + (f", {rope.type} ×{rope.factor:g}" if rope else ""))
+    print(f"context     {config.max_position_embeddings}")
+    print(f"dtype       {config.torch_dtype}")
+    files = sorted(p.name for p in Path(args.model).iterdir() if p.is_file())
+    print(f"files       {', '.join(files)}")
+    return 0
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from puyu.model.presets import PRESETS
+
+    for name, config in PRESETS.items():
+        print(f"{name:22s} {config.family:10s} {config.num_parameters() / 1e6:>10,.1f} M")
+    return 0

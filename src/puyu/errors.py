@@ -1,0 +1,9 @@
+"""The one exception type for user mistakes.
+
+A `PuyuError` carries a one-line message that names the file (or input) and the problem.
+The CLI prints it without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+
+class PuyuError(Exception):
+    """A user-facing error: bad input, a malformed file, an unsupported checkpoint."""
