@@ -95,6 +95,7 @@ def test_tokenizer_train_on_files_and_folders(tmp_path: Path, capsys: pytest.Cap
         (["model", "init", "--preset", "internlm2-tiny", "--set", "layers=2", "--out", "x"], "--set layers"),
         (["generate", "/does/not/exist", "--prompt", "x"], "/does/not/exist: not a model folder"),
         (["tokenizer", "train", "/no/such/*.txt", "--vocab-size", "300", "--out", "x"], "no such file"),
+        (["model", "init", "--preset", "internlm2-tiny", "--dtype", "fp8", "--out", "x"], "unknown dtype 'fp8'"),
     ],
 )
 def test_user_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]):
@@ -126,3 +127,22 @@ def test_console_script_runs_without_traceback(tmp_path: Path):
     help_text = subprocess.run([sys.executable, "-m", "puyu", "--help"], capture_output=True, text=True, check=True)
     for command in ("model", "generate", "chat", "convert", "tokenizer"):
         assert command in help_text.stdout
+
+
+def test_bad_device(tiny_model: Path, capsys: pytest.CaptureFixture[str]):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["generate", str(tiny_model), "--prompt", "x", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["generate", str(tiny_model), "--prompt", "x", "--device", "tpu9"]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_line(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["convert", str(tiny_model), "--to", "llama", "--out", str(blocker / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("puyu: error:") and "Traceback" not in err and err.count("\n") == 1

@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PuyuError as error:
         print(f"puyu: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # unwritable output, full disk, missing permissions: the environment, not a bug
+        print(f"puyu: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

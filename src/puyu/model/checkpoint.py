@@ -55,6 +55,17 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists on this machine."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise PuyuError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise PuyuError(f"device {device!r} requested, but CUDA is not available on this machine")
+    return parsed
+
+
 def resolve_dtype(requested: str | torch.dtype | None, stored: str, device: torch.device) -> torch.dtype:
     """The compute dtype: as requested, or for "auto"/None the stored dtype where the device computes it
     fast, else float32."""
@@ -135,7 +146,7 @@ def load_model(
     if not folder.is_dir():
         raise PuyuError(f"{folder}: not a model folder")
     config = ModelConfig.from_pretrained(folder)
-    target_device = torch.device(device)
+    target_device = parse_device(device)
     target_dtype = resolve_dtype(dtype, config.torch_dtype, target_device)
     with torch.device("meta"):
         model = CausalLM(config)
