@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from puyu.chat import BUILTINS, ChatTemplate
 from puyu.errors import PuyuError
 from puyu.tokenizer import Tokenizer, byte_level_tokenizer, train_bpe
 
@@ -80,7 +81,7 @@ def test_trained_files_and_vocab(trained) -> None:
         assert tok.encode(content, add_special_tokens=False) == [tok.token_to_id(content)]
     # Merges were learned: frequent words take fewer tokens than bytes.
     assert len(tok.encode(" language", add_special_tokens=False)) < len(" language")
-    assert tok.chat_template is None  # chat templates come from puyu.chat
+    assert tok.chat_template == BUILTINS[family].source  # the family's built-in template from puyu.chat
 
 
 def test_family_special_tokens(trained) -> None:
@@ -111,6 +112,27 @@ def test_transformers_parity(trained) -> None:
     assert hf.eos_token_id == tok.eos_id
     assert hf.pad_token_id == tok.pad_id
     assert len(hf) == tok.vocab_size
+
+
+CHAT = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Hi! 你好"},
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": "Count to three."},
+]
+
+
+def test_chat_template_matches_transformers(trained) -> None:
+    transformers = pytest.importorskip("transformers")
+    family, out, tok = trained
+    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["chat_template"] == BUILTINS[family].source
+    template = ChatTemplate.for_model(tok, family)
+    assert template.name == family
+    ours = template.render(CHAT, add_generation_prompt=True).text
+    hf = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert hf.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True) == ours
+    assert "Count to three." in ours
 
 
 def test_bos_written_in_text_is_not_doubled(trained) -> None:
@@ -198,6 +220,8 @@ def test_byte_level_tokenizer(family: str) -> None:
     assert byte_level_tokenizer(family).encode(text) == tok.encode(text)
     # Byte b is id n_special + b.
     assert tok.encode("A", add_special_tokens=False) == [n_special + ord("A")]
+    assert tok.chat_template == BUILTINS[family].source
+    assert ChatTemplate.for_model(tok, family).name == family
 
 
 def test_byte_level_tokenizer_saves_for_transformers(tmp_path: Path) -> None:

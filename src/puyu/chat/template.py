@@ -18,7 +18,7 @@ from puyu.chat import engine
 from puyu.chat.builtin import BUILTINS, FAMILY_DEFAULTS
 from puyu.chat.messages import validate_messages, validate_tools
 from puyu.chat.tool_calls import PARSERS, guess_tool_format, strip_stop_string
-from puyu.errors import PuyuError
+from puyu.errors import PuyuError, one_line
 
 # Same test transformers uses to decide whether a template marks assistant text itself.
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -292,7 +292,7 @@ class ChatTemplate:
         try:
             return self._tracker.render(self._template, variables)
         except (jinja2.TemplateError, TypeError) as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
+            message = one_line(exc)
             raise PuyuError(f"chat template {self.name!r} failed: {message}") from None
 
     def _prefix_spans(

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from puyu.errors import PuyuError
+from puyu.errors import PuyuError, one_line
 from puyu.io import atomic_path, atomic_write_text
 from puyu.model.config import Family, ModelConfig
 from puyu.model.decoder import CausalLM
@@ -110,12 +110,12 @@ def iter_tensors(file: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
                     yield name, handle.get_tensor(name)
         except SafetensorError as bad:
-            raise PuyuError(f"{file}: unreadable safetensors file ({bad})") from None
+            raise PuyuError(f"{file}: unreadable safetensors file ({one_line(bad)})") from None
         return
     try:
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except Exception as bad:  # torch raises many types for a corrupt or unsafe pickle
-        raise PuyuError(f"{file}: unreadable PyTorch weights ({str(bad).splitlines()[0]})") from None
+        raise PuyuError(f"{file}: unreadable PyTorch weights ({one_line(bad)[:200]})") from None
     if not isinstance(state, dict):
         raise PuyuError(f"{file}: expected a state dict, found {type(state).__name__}")
     yield from state.items()

@@ -16,409 +16,17 @@ What the class adds on top of the raw backends:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from puyu.errors import PuyuError
-from puyu.tokenizer.special_tokens import ADDED, LITERAL, AddedToken, AddedTokenSplitter
-
-TOKENIZER_JSON = "tokenizer.json"
-TOKENIZER_MODEL = "tokenizer.model"
-TOKENIZER_CONFIG = "tokenizer_config.json"
-SPECIAL_TOKENS_MAP = "special_tokens_map.json"
-ADDED_TOKENS = "added_tokens.json"
-CHAT_TEMPLATE = "chat_template.jinja"
-
-_NAMED_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
-# Keys of tokenizer_config.json that this class writes itself; everything else is carried over as is.
-_MANAGED_KEYS = {
-    "add_bos_token",
-    "add_eos_token",
-    "added_tokens_decoder",
-    "additional_special_tokens",
-    "chat_template",
-    *_NAMED_TOKENS,
-}
-
-Offsets = list[tuple[int, int]]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _token_content(value: Any) -> str | None:
-    """A special token as written in a config: a string, an AddedToken dict, or null."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping) and isinstance(value.get("content"), str):
-        return value["content"]
-    return None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise PuyuError(f"{path}: cannot read ({_one_line(e)})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PuyuError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise PuyuError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; model folders are usually shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _byte_to_char_maps(text: str) -> tuple[list[int], list[int]] | None:
-    """Maps from UTF-8 byte offsets in `text` to character offsets (rounding down, rounding up).
-
-    Returns None when the text is ASCII (byte offsets are character offsets).
-    """
-    n_bytes = len(text.encode("utf-8"))
-    if n_bytes == len(text):
-        return None
-    floor = [0] * (n_bytes + 1)
-    ceil = [0] * (n_bytes + 1)
-    b = 0
-    for c, ch in enumerate(text):
-        cp = ord(ch)
-        width = 1 if cp < 0x80 else 2 if cp < 0x800 else 3 if cp < 0x10000 else 4
-        floor[b] = ceil[b] = c
-        for k in range(1, width):
-            floor[b + k] = c
-            ceil[b + k] = c + 1
-        b += width
-    floor[n_bytes] = ceil[n_bytes] = len(text)
-    return floor, ceil
-
-
-class _SentencePieceBackend:
-    """A SentencePiece model plus the added tokens that are split out of the text before it runs."""
-
-    file_name = TOKENIZER_MODEL
-
-    def __init__(self, model_proto: bytes, source: str) -> None:
-        import sentencepiece as spm
-
-        set_level = getattr(spm, "set_min_log_level", None)
-        if set_level is not None:
-            set_level(2)  # InternLM2's model makes SentencePiece warn about a "\0" piece on every load
-        try:
-            sp = spm.SentencePieceProcessor()
-            sp.LoadFromSerializedProto(model_proto)
-        except Exception as e:
-            raise PuyuError(f"{source}: not a valid SentencePiece model ({_one_line(e)})") from None
-        finally:
-            if set_level is not None:
-                set_level(0)
-        self._sp = sp
-        self._proto = model_proto
-        self._pieces = sp.get_piece_size()
-        byte_ids = [sp.piece_to_id(f"<0x{b:02X}>") for b in range(256)]
-        self._byte_ids: list[int] | None = byte_ids if all(sp.is_byte(i) for i in byte_ids) else None
-        # Protected literals are spelled as byte pieces, cutting the text around them. That needs byte
-        # fallback, and no dummy prefix (which SentencePiece would insert again after every cut).
-        first = sp.encode("a", out_type=str)
-        self._can_escape = self._byte_ids is not None and not (first and first[0].startswith("\u2581"))
-        # With whitespace escaping a literal "▁" in the text decodes as a space; spelled as bytes it
-        # round-trips exactly.
-        self._escape_meta = self._can_escape and sp.decode(sp.encode("\u2581")) != "\u2581"
-        self._added: dict[int, AddedToken] = {}
-        self._by_content: dict[str, AddedToken] = {}
-        self._size = self._pieces
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        literals: set[str] = set()
-        if self._can_escape:
-            if self._escape_meta:
-                literals.add("\u2581")
-            for tok in self._by_content.values():
-                if self._is_shadowed(tok):
-                    # e.g. InternLM2's "[UNUSED_TOKEN_146]" piece sits under <|im_start|>: typed as
-                    # plain text it must not come out as the chat token.
-                    literals.add(self._sp.id_to_piece(tok.id).replace("\u2581", " "))
-        self._splitter = AddedTokenSplitter(self._by_content.values(), literals)
-        self._size = max([self._pieces, *(i + 1 for i in self._added)])
-
-    def _is_shadowed(self, tok: AddedToken) -> bool:
-        sp, i = self._sp, tok.id
-        if not 0 <= i < self._pieces:
-            return False
-        if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i) or sp.is_unused(i):
-            return False
-        return sp.id_to_piece(i) != tok.content
-
-    @property
-    def vocab_size(self) -> int:
-        return self._size
-
-    @property
-    def added(self) -> dict[int, AddedToken]:
-        return self._added
-
-    def add_token(self, token: AddedToken) -> int:
-        self._by_content[token.content] = token
-        self._added[token.id] = token
-        self._rebuild()
-        return token.id
-
-    def add_tokens(self, tokens: Iterable[AddedToken]) -> None:
-        for token in tokens:
-            self._by_content[token.content] = token
-            self._added[token.id] = token
-        self._rebuild()
-
-    def piece_id(self, piece: str) -> int | None:
-        """The id of a raw SentencePiece piece (not of an added token)."""
-        i = self._sp.piece_to_id(piece)
-        return i if 0 <= i < self._pieces and self._sp.id_to_piece(i) == piece else None
-
-    def default_token(self, which: str) -> str | None:
-        """The model's own piece for `which` ("bos_token", "eos_token", "unk_token" or "pad_token")."""
-        sp = self._sp
-        getters = {"bos_token": sp.bos_id, "eos_token": sp.eos_id, "unk_token": sp.unk_id, "pad_token": sp.pad_id}
-        i = getters[which]()
-        return sp.id_to_piece(i) if 0 <= i < self._pieces else None
-
-    def has_added(self, content: str) -> bool:
-        return content in self._by_content
-
-    def _literal_ids(self, literal: str) -> list[int]:
-        assert self._byte_ids is not None
-        return [self._byte_ids[b] for b in literal.encode("utf-8")]
-
-    def encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        for seg in self._splitter.split(text):
-            if seg.kind == ADDED:
-                assert seg.token_id is not None
-                ids.append(seg.token_id)
-            elif seg.kind == LITERAL:
-                ids.extend(self._literal_ids(text[seg.start : seg.end]))
-            else:
-                ids.extend(self._sp.encode(text[seg.start : seg.end]))
-        return ids
-
-    def _encode_proto(self, text: str) -> Any:
-        immutable = getattr(self._sp, "encode_as_immutable_proto", None)
-        if immutable is not None:
-            return immutable(text)
-        try:
-            return self._sp.encode(text, out_type="proto")
-        except ImportError:
-            raise PuyuError(
-                "SentencePiece offsets need the protobuf package with this sentencepiece version (pip install protobuf)"
-            ) from None
-
-    def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
-        ids: list[int] = []
-        offsets: Offsets = []
-        for seg in self._splitter.split(text):
-            if seg.kind == ADDED:
-                assert seg.token_id is not None
-                ids.append(seg.token_id)
-                offsets.append((seg.start, seg.end))
-            elif seg.kind == LITERAL:
-                # Byte pieces follow SentencePiece's convention: the last byte of a character carries
-                # the character's span, the bytes before it an empty span at its start.
-                for c, ch in enumerate(text[seg.start : seg.end], start=seg.start):
-                    byte_ids = self._literal_ids(ch)
-                    ids.extend(byte_ids)
-                    offsets.extend([(c, c)] * (len(byte_ids) - 1) + [(c, c + 1)])
-            else:
-                part = text[seg.start : seg.end]
-                maps = _byte_to_char_maps(part)
-                for piece in self._encode_proto(part).pieces:
-                    begin, end = piece.begin, piece.end
-                    if maps is not None:
-                        begin, end = maps[0][begin], maps[1][end]
-                    ids.append(piece.id)
-                    offsets.append((seg.start + begin, seg.start + end))
-        return ids, offsets
-
-    def decode(self, ids: list[int], skip_ids: AbstractSet[int] | None) -> str:
-        parts: list[str] = []
-        run: list[int] = []
-        added = self._added
-        for i in ids:
-            tok = added.get(i)
-            if tok is not None:
-                # Added tokens decode to their content, never to the piece under them; the pieces on
-                # either side are decoded as separate runs, exactly as they were encoded.
-                if run:
-                    parts.append(self._sp.decode(run))
-                    run = []
-                if skip_ids is None or i not in skip_ids:
-                    parts.append(tok.content)
-            elif 0 <= i < self._pieces and (skip_ids is None or i not in skip_ids):
-                run.append(i)
-            # Anything else is outside the vocabulary (e.g. padded embedding rows): nothing to show.
-        if run:
-            parts.append(self._sp.decode(run))
-        return "".join(parts)
-
-    def token_to_id(self, token: str) -> int | None:
-        tok = self._by_content.get(token)
-        return tok.id if tok is not None else self.piece_id(token)
-
-    def id_to_token(self, token_id: int) -> str | None:
-        tok = self._added.get(token_id)
-        if tok is not None:
-            return tok.content
-        return self._sp.id_to_piece(token_id) if 0 <= token_id < self._pieces else None
-
-    def serialize(self) -> bytes:
-        return self._proto
-
-
-class _HFBackend:
-    """A Hugging Face `tokenizers.Tokenizer`; it splits its own added tokens."""
-
-    file_name = TOKENIZER_JSON
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tok = tokenizer
-        # The model's own vocabulary never changes; only added tokens do.
-        model_vocab = tokenizer.get_vocab(with_added_tokens=False)
-        self._model_size = max(model_vocab.values(), default=-1) + 1
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self._added = {
-            i: AddedToken(
-                content=t.content,
-                id=i,
-                special=t.special,
-                lstrip=t.lstrip,
-                rstrip=t.rstrip,
-                single_word=t.single_word,
-                normalized=t.normalized,
-            )
-            for i, t in self._tok.get_added_tokens_decoder().items()
-        }
-        self._size = max([self._model_size, *(i + 1 for i in self._added)])
-
-    @property
-    def vocab_size(self) -> int:
-        return self._size
-
-    @property
-    def added(self) -> dict[int, AddedToken]:
-        return self._added
-
-    def add_token(self, token: AddedToken) -> int:
-        from tokenizers import AddedToken as HFAddedToken
-
-        existing = self._tok.token_to_id(token.content)
-        if existing is not None and existing in self._added:
-            return existing
-        hf_token = HFAddedToken(
-            token.content,
-            single_word=token.single_word,
-            lstrip=token.lstrip,
-            rstrip=token.rstrip,
-            normalized=token.normalized,
-            special=token.special,
-        )
-        if token.special:
-            self._tok.add_special_tokens([hf_token])
-        else:
-            self._tok.add_tokens([hf_token])
-        self._refresh()
-        new_id = self._tok.token_to_id(token.content)
-        assert new_id is not None
-        return new_id
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
-        enc = self._tok.encode(text, add_special_tokens=False)
-        return enc.ids, [(int(s), int(e)) for s, e in enc.offsets]
-
-    def decode(self, ids: list[int], skip_ids: AbstractSet[int] | None) -> str:
-        size = self._size
-        if skip_ids is None:
-            keep = [i for i in ids if 0 <= i < size]
-        else:
-            keep = [i for i in ids if 0 <= i < size and i not in skip_ids]
-        return self._tok.decode(keep, skip_special_tokens=skip_ids is not None)
-
-    def token_to_id(self, token: str) -> int | None:
-        return self._tok.token_to_id(token)
-
-    def id_to_token(self, token_id: int) -> str | None:
-        if not 0 <= token_id < self._size:
-            return None
-        return self._tok.id_to_token(token_id)
-
-    def post_processor_extras(self) -> tuple[list[int], list[int]]:
-        """The ids the tokenizer.json post-processor puts before and after a single sequence."""
-        plain = self._tok.encode("a", add_special_tokens=False).ids
-        full = self._tok.encode("a", add_special_tokens=True).ids
-        for k in range(len(full) - len(plain) + 1):
-            if full[k : k + len(plain)] == plain:
-                return full[:k], full[k + len(plain) :]
-        return [], []
-
-    def serialize(self, add_bos: bool, bos_id: int | None, add_eos: bool, eos_id: int | None) -> bytes:
-        """tokenizer.json whose post-processor adds BOS/EOS exactly as this tokenizer does.
-
-        transformers follows the post-processor unless the config sets add_bos_token/add_eos_token, so
-        the two are kept in agreement; a post-processor that already agrees is kept as it is.
-        """
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import processors
-
-        bos = self._tok.id_to_token(bos_id) if add_bos and bos_id is not None else None
-        eos = self._tok.id_to_token(eos_id) if add_eos and eos_id is not None else None
-        want = ([bos_id] if bos else [], [eos_id] if eos else [])
-        if self.post_processor_extras() == want:
-            return self._tok.to_str(pretty=True).encode("utf-8")
-        tok = HFTokenizer.from_str(self._tok.to_str())
-        # The same template transformers builds from add_bos_token / add_eos_token.
-        single = " ".join([*([f"{bos}:0"] if bos else []), "$A:0", *([f"{eos}:0"] if eos else [])])
-        second = " ".join([*([f"{bos}:1"] if bos else []), "$B:1", *([f"{eos}:1"] if eos else [])])
-        specials = [(t, i) for t, i in ((bos, bos_id), (eos, eos_id)) if t is not None]
-        tok.post_processor = processors.TemplateProcessing(
-            single=single, pair=f"{single} {second}", special_tokens=specials
-        )
-        return tok.to_str(pretty=True).encode("utf-8")
+from puyu.errors import PuyuError, one_line
+from puyu.io import atomic_write_bytes, atomic_write_text
+from puyu.tokenizer import files
+from puyu.tokenizer.backend import Backend, Offsets
+from puyu.tokenizer.hf_backend import HFBackend
+from puyu.tokenizer.sentencepiece_backend import SentencePieceBackend
 
 
 class Tokenizer:
@@ -435,7 +43,7 @@ class Tokenizer:
 
     def __init__(
         self,
-        backend: _SentencePieceBackend | _HFBackend,
+        backend: Backend,
         *,
         bos_token: str | None = None,
         eos_token: str | None = None,
@@ -459,14 +67,14 @@ class Tokenizer:
         self.chat_template = chat_template
         # Config keys this class does not interpret (tokenizer_class, auto_map, model_max_length...),
         # written back unchanged by save_pretrained.
-        self._config = {k: v for k, v in (config or {}).items() if k not in _MANAGED_KEYS}
+        self._config = {k: v for k, v in (config or {}).items() if k not in files.MANAGED_KEYS}
         self._chat_template_list: list[dict[str, Any]] | None = None
         self._source = source
         self._special_cache: tuple[tuple[Any, ...], frozenset[int]] | None = None
         # Like transformers: a named special token that is not an added token yet becomes one, so that
         # it is matched in text and skipped by skip_special_tokens.
         for content in self._named_contents():
-            self._ensure_added(content)
+            self._backend.add_special(content)
 
     # ------------------------------------------------------------------ loading
 
@@ -486,89 +94,27 @@ class Tokenizer:
         Raises:
             PuyuError: The folder is missing, has no tokenizer file, or a file is malformed.
         """
-        folder = Path(path)
-        forced: Path | None = None
-        if folder.is_file() and folder.name in (TOKENIZER_JSON, TOKENIZER_MODEL):
-            forced, folder = folder, folder.parent
-        if not folder.exists():
-            raise PuyuError(f"{folder}: no such folder")
-        if not folder.is_dir():
-            raise PuyuError(f"{folder}: not a folder (expected a model folder with a tokenizer)")
-        json_file, model_file = folder / TOKENIZER_JSON, folder / TOKENIZER_MODEL
-        if forced is None:
-            forced = json_file if json_file.is_file() else model_file if model_file.is_file() else None
-        if forced is None:
-            raise PuyuError(f"{folder}: no tokenizer found (expected {TOKENIZER_JSON} or {TOKENIZER_MODEL})")
-
-        config = _read_json_object(folder / TOKENIZER_CONFIG) if (folder / TOKENIZER_CONFIG).is_file() else {}
-        special_map: dict[str, Any] = {}
-        if (folder / SPECIAL_TOKENS_MAP).is_file():
-            special_map = _read_json_object(folder / SPECIAL_TOKENS_MAP)
-        added_json: dict[str, Any] = {}
-        if (folder / ADDED_TOKENS).is_file():
-            added_json = _read_json_object(folder / ADDED_TOKENS)
-        config_tokens = _config_added_tokens(folder, config, added_json)
-
-        backend: _SentencePieceBackend | _HFBackend
-        if forced.name == TOKENIZER_JSON:
-            backend = _load_hf(forced)
-            for tok in sorted(config_tokens, key=lambda t: t.id):
-                backend.add_token(tok)
+        found = files.read_folder(path)
+        backend: Backend
+        if found.tokenizer_file.name == files.TOKENIZER_JSON:
+            backend = HFBackend.from_file(found.tokenizer_file)
         else:
-            try:
-                data = forced.read_bytes()
-            except OSError as e:
-                raise PuyuError(f"{forced}: cannot read ({_one_line(e)})") from None
-            backend = _SentencePieceBackend(data, str(forced))
-            backend.add_tokens(config_tokens)
-
-        named: dict[str, str | None] = {}
-        for key in _NAMED_TOKENS:
-            if key in config:
-                named[key] = _token_content(config[key])
-            elif key in special_map:
-                named[key] = _token_content(special_map[key])
-            elif isinstance(backend, _SentencePieceBackend):
-                named[key] = backend.default_token(key)
-            else:
-                named[key] = None
-        additional = _additional_tokens(config) or _additional_tokens(special_map)
-
-        # BOS/EOS: the config decides where it says; SentencePiece otherwise follows LlamaTokenizer
-        # (BOS yes, EOS no); tokenizer.json otherwise follows its post-processor.
-        add_bos = config.get("add_bos_token")
-        add_eos = config.get("add_eos_token")
-        if isinstance(backend, _HFBackend):
-            before, after = backend.post_processor_extras()
-            if add_bos is None:
-                add_bos = len(before) == 1 and (
-                    named["bos_token"] is None or backend.token_to_id(named["bos_token"]) == before[0]
-                )
-                if add_bos and named["bos_token"] is None:
-                    named["bos_token"] = backend.id_to_token(before[0])
-            if add_eos is None:
-                add_eos = len(after) == 1 and (
-                    named["eos_token"] is None or backend.token_to_id(named["eos_token"]) == after[0]
-                )
-                if add_eos and named["eos_token"] is None:
-                    named["eos_token"] = backend.id_to_token(after[0])
-        else:
-            add_bos = named["bos_token"] is not None if add_bos is None else add_bos
-            add_eos = False if add_eos is None else add_eos
-
-        template, template_list = _chat_template(folder, config)
+            backend = SentencePieceBackend.from_file(found.tokenizer_file)
+        backend.add_tokens(found.added_tokens)
+        specials = _special_tokens(backend, found.config, found.special_tokens_map)
+        template, template_list = files.read_chat_template(found.folder, found.config)
         tokenizer = cls(
             backend,
-            bos_token=named["bos_token"],
-            eos_token=named["eos_token"],
-            pad_token=named["pad_token"],
-            unk_token=named["unk_token"],
-            additional_special_tokens=additional,
-            add_bos=bool(add_bos),
-            add_eos=bool(add_eos),
+            bos_token=specials.named["bos_token"],
+            eos_token=specials.named["eos_token"],
+            pad_token=specials.named["pad_token"],
+            unk_token=specials.named["unk_token"],
+            additional_special_tokens=specials.additional,
+            add_bos=specials.add_bos,
+            add_eos=specials.add_eos,
             chat_template=template,
-            config=config,
-            source=folder,
+            config=found.config,
+            source=found.folder,
         )
         tokenizer._chat_template_list = template_list
         return tokenizer
@@ -576,7 +122,7 @@ class Tokenizer:
     @classmethod
     def _from_hf(cls, hf_tokenizer: Any, **kwargs: Any) -> Tokenizer:
         """Wrap an in-memory `tokenizers.Tokenizer` (used by training and the byte-level helper)."""
-        return cls(_HFBackend(hf_tokenizer), **kwargs)
+        return cls(HFBackend(hf_tokenizer), **kwargs)
 
     # ------------------------------------------------------------------ saving
 
@@ -595,84 +141,50 @@ class Tokenizer:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise PuyuError(f"{folder}: cannot create folder ({_one_line(e)})") from None
+            raise PuyuError(f"{folder}: cannot create folder ({one_line(e)})") from None
         backend = self._backend
-        if isinstance(backend, _HFBackend):
-            data = backend.serialize(self.add_bos, self.bos_id, self.add_eos, self.eos_id)
-        else:
-            data = backend.serialize()
-            stale = folder / TOKENIZER_JSON
+        if backend.file_name == files.TOKENIZER_MODEL:
+            stale = folder / files.TOKENIZER_JSON
             if stale.is_file():
                 stale.unlink()
-        _atomic_write(folder / backend.file_name, data)
-        _atomic_write(folder / TOKENIZER_CONFIG, _json_bytes(self._config_dict()))
-        _atomic_write(folder / SPECIAL_TOKENS_MAP, _json_bytes(self._special_tokens_map()))
-        jinja = folder / CHAT_TEMPLATE
+        atomic_write_bytes(
+            folder / backend.file_name, backend.serialize(self.add_bos, self.bos_id, self.add_eos, self.eos_id)
+        )
+        files.write_json(folder / files.TOKENIZER_CONFIG, self._config_dict())
+        files.write_json(folder / files.SPECIAL_TOKENS_MAP, self._special_tokens_map())
+        jinja = folder / files.CHAT_TEMPLATE
         if jinja.is_file() and self.chat_template is not None:
             # Keep an existing chat_template.jinja in step with the config (transformers reads either).
-            _atomic_write(jinja, self.chat_template.encode("utf-8"))
-        self._copy_remote_code(folder)
+            atomic_write_text(jinja, self.chat_template)
+        if self._source is not None:
+            files.copy_remote_code(self._source, self._config, folder)
 
     def _config_dict(self) -> dict[str, Any]:
         config = dict(self._config)
-        config.setdefault(
-            "tokenizer_class",
-            "PreTrainedTokenizerFast" if isinstance(self._backend, _HFBackend) else "LlamaTokenizer",
-        )
+        config.setdefault("tokenizer_class", self._backend.tokenizer_class)
         config.setdefault("clean_up_tokenization_spaces", False)
         config["add_bos_token"] = self.add_bos
         config["add_eos_token"] = self.add_eos
         config["added_tokens_decoder"] = {str(i): tok.to_config() for i, tok in sorted(self._backend.added.items())}
         config["additional_special_tokens"] = list(self.additional_special_tokens)
-        for key in _NAMED_TOKENS:
+        for key in files.NAMED_TOKENS:
             config[key] = getattr(self, key)
-        if self.chat_template is None and self._chat_template_list is not None:
-            config["chat_template"] = self._chat_template_list
-        elif self.chat_template is not None:
-            if self._chat_template_list is not None:
-                templates = [t for t in self._chat_template_list if t.get("name") != "default"]
-                config["chat_template"] = [{"name": "default", "template": self.chat_template}, *templates]
-            else:
-                config["chat_template"] = self.chat_template
+        template = files.chat_template_value(self.chat_template, self._chat_template_list)
+        if template is not None:
+            config["chat_template"] = template
         return dict(sorted(config.items()))
 
     def _special_tokens_map(self) -> dict[str, Any]:
-        out: dict[str, Any] = {key: getattr(self, key) for key in _NAMED_TOKENS if getattr(self, key)}
+        out: dict[str, Any] = {key: getattr(self, key) for key in files.NAMED_TOKENS if getattr(self, key)}
         if self.additional_special_tokens:
             out["additional_special_tokens"] = list(self.additional_special_tokens)
         return out
-
-    def _copy_remote_code(self, folder: Path) -> None:
-        if self._source is None:
-            return
-        auto_map = self._config.get("auto_map")
-        entries = auto_map.get("AutoTokenizer") if isinstance(auto_map, Mapping) else None
-        if isinstance(entries, str):
-            entries = [entries]
-        for entry in entries or []:
-            if not isinstance(entry, str) or "." not in entry or "--" in entry:
-                continue
-            name = entry.rsplit(".", 1)[0] + ".py"
-            src, dst = self._source / name, folder / name
-            if src.is_file() and not dst.exists():
-                shutil.copyfile(src, dst)
 
     # ------------------------------------------------------------------ vocabulary
 
     def _named_contents(self) -> list[str]:
         named = [self.bos_token, self.eos_token, self.unk_token, self.pad_token, *self.additional_special_tokens]
         return [t for t in named if t]
-
-    def _ensure_added(self, content: str) -> None:
-        backend = self._backend
-        if isinstance(backend, _SentencePieceBackend):
-            if backend.has_added(content):
-                return
-            piece = backend.piece_id(content)
-            token_id = piece if piece is not None else backend.vocab_size
-            backend.add_token(AddedToken(content=content, id=token_id, special=True))
-        else:
-            backend.add_token(AddedToken(content=content, id=-1, special=True))
 
     @property
     def vocab_size(self) -> int:
@@ -723,7 +235,7 @@ class Tokenizer:
     @property
     def backend_kind(self) -> str:
         """ "sentencepiece" or "tokenizers"."""
-        return "tokenizers" if isinstance(self._backend, _HFBackend) else "sentencepiece"
+        return self._backend.kind
 
     def token_to_id(self, token: str) -> int | None:
         """The id of a token (an added token's content or a raw vocabulary entry), or None."""
@@ -815,63 +327,47 @@ class Tokenizer:
         )
 
 
-def _load_hf(path: Path) -> _HFBackend:
-    from tokenizers import Tokenizer as HFTokenizer
-
-    try:
-        tok = HFTokenizer.from_file(str(path))
-    except Exception as e:
-        raise PuyuError(f"{path}: not a valid tokenizer.json ({_one_line(e)})") from None
-    return _HFBackend(tok)
+class _SpecialTokens(NamedTuple):
+    named: dict[str, str | None]  # files.NAMED_TOKENS -> content or None
+    additional: list[str]
+    add_bos: bool
+    add_eos: bool
 
 
-def _config_added_tokens(folder: Path, config: Mapping[str, Any], added_json: Mapping[str, Any]) -> list[AddedToken]:
-    """Added tokens declared by tokenizer_config.json and added_tokens.json."""
-    tokens: dict[int, AddedToken] = {}
-    decoder = config.get("added_tokens_decoder") or {}
-    if not isinstance(decoder, Mapping):
-        raise PuyuError(f"{folder / TOKENIZER_CONFIG}: added_tokens_decoder must be an object")
-    for key, entry in decoder.items():
-        try:
-            token_id = int(key)
-            tokens[token_id] = AddedToken.from_config(token_id, entry)
-        except (ValueError, KeyError, TypeError):
-            raise PuyuError(f"{folder / TOKENIZER_CONFIG}: bad added_tokens_decoder entry {key!r}: {entry!r}") from None
-    specials = set(_additional_tokens(config))
-    for content, token_id in added_json.items():
-        if not isinstance(token_id, int):
-            raise PuyuError(f"{folder / ADDED_TOKENS}: id of {content!r} is not an integer")
-        if token_id not in tokens:
-            tokens[token_id] = AddedToken(content=content, id=token_id, special=content in specials)
-    return list(tokens.values())
+def _special_tokens(backend: Backend, config: Mapping[str, Any], special_map: Mapping[str, Any]) -> _SpecialTokens:
+    """The named special tokens and BOS/EOS handling of a loaded folder.
 
+    A token comes from tokenizer_config.json, else special_tokens_map.json, else the backend's own. For
+    BOS/EOS the config decides where it says; SentencePiece otherwise follows LlamaTokenizer (BOS yes,
+    EOS no); tokenizer.json otherwise follows its post-processor.
+    """
+    named: dict[str, str | None] = {}
+    for key in files.NAMED_TOKENS:
+        if key in config:
+            named[key] = files.token_content(config[key])
+        elif key in special_map:
+            named[key] = files.token_content(special_map[key])
+        else:
+            named[key] = backend.default_token(key)
+    additional = files.additional_tokens(config) or files.additional_tokens(special_map)
 
-def _additional_tokens(config: Mapping[str, Any]) -> list[str]:
-    for key in ("additional_special_tokens", "extra_special_tokens"):
-        value = config.get(key)
-        if isinstance(value, Mapping):
-            value = list(value.values())
-        if isinstance(value, list):
-            contents = [_token_content(v) for v in value]
-            return [c for c in contents if c]
-    return []
-
-
-def _chat_template(folder: Path, config: Mapping[str, Any]) -> tuple[str | None, list[dict[str, Any]] | None]:
-    """The chat template: tokenizer_config.json "chat_template" (str, or named list), else chat_template.jinja."""
-    value = config.get("chat_template")
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, list):
-        named = [t for t in value if isinstance(t, Mapping)]
-        for entry in named:
-            if entry.get("name") == "default" and isinstance(entry.get("template"), str):
-                return entry["template"], [dict(t) for t in named]
-        return None, [dict(t) for t in named]
-    jinja = folder / CHAT_TEMPLATE
-    if jinja.is_file():
-        try:
-            return jinja.read_text(encoding="utf-8"), None
-        except (OSError, UnicodeDecodeError) as e:
-            raise PuyuError(f"{jinja}: cannot read ({_one_line(e)})") from None
-    return None, None
+    add_bos = config.get("add_bos_token")
+    add_eos = config.get("add_eos_token")
+    if isinstance(backend, HFBackend):
+        before, after = backend.post_processor_extras()
+        if add_bos is None:
+            add_bos = len(before) == 1 and (
+                named["bos_token"] is None or backend.token_to_id(named["bos_token"]) == before[0]
+            )
+            if add_bos and named["bos_token"] is None:
+                named["bos_token"] = backend.id_to_token(before[0])
+        if add_eos is None:
+            add_eos = len(after) == 1 and (
+                named["eos_token"] is None or backend.token_to_id(named["eos_token"]) == after[0]
+            )
+            if add_eos and named["eos_token"] is None:
+                named["eos_token"] = backend.id_to_token(after[0])
+    else:
+        add_bos = named["bos_token"] is not None if add_bos is None else add_bos
+        add_eos = False if add_eos is None else add_eos
+    return _SpecialTokens(named, additional, bool(add_bos), bool(add_eos))

@@ -3,7 +3,8 @@
 Both use the same pipeline, so that any text encodes (every byte is in the vocabulary) and decodes back
 exactly: a Qwen2-style split of the text into words, numbers, punctuation and whitespace runs, then the
 GPT-2 byte-to-character mapping, no normalizer. The special tokens of the chosen chat family come first
-in the vocabulary, then the 256 bytes, then the merges.
+in the vocabulary, then the 256 bytes, then the merges. The family's built-in chat template (from
+`puyu.chat`) goes into the tokenizer config, so transformers' `apply_chat_template` works on the folder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from puyu.errors import PuyuError
+from puyu.errors import PuyuError, one_line
 from puyu.tokenizer.tokenizer import Tokenizer
 
 # The pre-tokenizer pattern of Qwen2 (GPT-4 style, digits one by one).
@@ -121,9 +122,13 @@ def _byte_level_pipeline(tok: Any) -> None:
     tok.decoder = decoders.ByteLevel()
 
 
-def _wrap(tok: Any, family: _Family, specials: Sequence[str]) -> Tokenizer:
+def _wrap(tok: Any, chat_tokens: str, specials: Sequence[str]) -> Tokenizer:
     from tokenizers import processors
 
+    # Imported here: puyu.chat pulls in Jinja, which plain tokenizing does not need.
+    from puyu.chat.builtin import BUILTINS
+
+    family = _family(chat_tokens)
     bos_id = tok.token_to_id(family.bos) if family.bos else None
     if family.add_bos and family.bos is not None and bos_id is not None:
         tok.post_processor = processors.TemplateProcessing(
@@ -143,6 +148,8 @@ def _wrap(tok: Any, family: _Family, specials: Sequence[str]) -> Tokenizer:
         additional_special_tokens=[t for t in specials if t not in named],
         add_bos=family.add_bos,
         add_eos=False,
+        # Chat token families and built-in chat templates share their names.
+        chat_template=BUILTINS[chat_tokens].source,
         config={"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False},
     )
 
@@ -154,7 +161,8 @@ def byte_level_tokenizer(chat_tokens: str = "internlm2") -> Tokenizer:
     initialised models and tests, not for training real models.
 
     Args:
-        chat_tokens: Chat token family: "internlm2", "qwen2" or "llama3".
+        chat_tokens: Chat token family: "internlm2", "qwen2" or "llama3" (also picks the built-in chat
+            template of that name).
 
     Returns:
         The tokenizer (special tokens first, then the 256 bytes in byte order).
@@ -171,7 +179,7 @@ def byte_level_tokenizer(chat_tokens: str = "internlm2") -> Tokenizer:
     tok = HFTokenizer(models.BPE(vocab=vocab, merges=[]))
     _byte_level_pipeline(tok)
     tok.add_special_tokens([HFAddedToken(t, special=True, normalized=False) for t in specials])
-    return _wrap(tok, family, specials)
+    return _wrap(tok, chat_tokens, specials)
 
 
 def _training_files(files: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -221,8 +229,8 @@ def train_bpe(
         out_dir: Folder to write `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json`.
         special_tokens: Extra special tokens, placed after the family's own.
         min_frequency: A pair must occur this often to be merged.
-        chat_tokens: Chat token family: "internlm2", "qwen2" or "llama3" (sets BOS/EOS/pad and the chat
-            tokens; no chat template is written, the chat module supplies the family's own).
+        chat_tokens: Chat token family: "internlm2", "qwen2" or "llama3" (sets BOS/EOS/pad, the chat
+            tokens and the family's built-in chat template from `puyu.chat`).
         show_progress: Show the `tokenizers` progress bar.
 
     Returns:
@@ -258,6 +266,6 @@ def train_bpe(
     try:
         tok.train([str(p) for p in paths], trainer)
     except Exception as e:  # tokenizers reports unreadable files (e.g. not UTF-8) as a plain Exception
-        raise PuyuError(f"{', '.join(map(str, paths))}: training failed ({' '.join(str(e).split())})") from None
-    _wrap(tok, family, specials).save_pretrained(out_dir)
+        raise PuyuError(f"{', '.join(map(str, paths))}: training failed ({one_line(e)})") from None
+    _wrap(tok, chat_tokens, specials).save_pretrained(out_dir)
     return Tokenizer.from_pretrained(out_dir)
