@@ -6,8 +6,9 @@ natively. It is written under `--workdir` on the first run and reused afterwards
 
 How: every measurement runs in a fresh Python subprocess, so its peak RSS belongs to that one load.
 Repetitions alternate puyu, transformers, puyu, transformers, ... for each compute dtype (bf16 as
-stored, and fp32, which converts every tensor). The file is read once beforehand, so every load sees a
-warm page cache. The child reports:
+stored, and fp32, which converts every tensor), after one untimed load of each (`--warmup`): in trial runs the
+first fp32 load after the bf16 ones was up to 3x slower than the rest. The file is read once
+beforehand, so every load sees a warm page cache. The child reports:
 
 - `load_s`: wall time of the load call alone, to a model in eval mode (imports are timed separately);
 - `forward_s`: the first forward on 8 tokens afterwards; a bf16 load that keeps the weights as views of
@@ -244,9 +245,12 @@ def print_table(summary: dict[str, Any], repeats: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Loading a ~1.1B model (bf16 on disk): medians of {repeats} fresh processes")
-    columns = ("dtype", "loader", "load s", "load+fwd s", "peak RSS MiB", "RSS after MiB", "anon MiB")
-    columns += ("peak after fwd MiB", "import s")
+    table = Table(
+        title=f"Loading a ~1.1B model stored in bf16: medians of {repeats} fresh processes (memory in MiB)",
+        caption="peak RSS = ru_maxrss after the load; RSS after / anon = RSS and its private part after the load; "
+        "peak w/ fwd = ru_maxrss after the first forward",
+    )
+    columns = ("dtype", "loader", "load s", "load+fwd s", "peak RSS", "RSS after", "anon", "peak w/ fwd", "import s")
     for name in columns:
         table.add_column(name, justify="left" if name in ("dtype", "loader") else "right", no_wrap=True)
     for dtype, entry in summary.items():
@@ -271,7 +275,7 @@ def print_table(summary: dict[str, Any], repeats: int) -> None:
             "",
             end_section=True,
         )
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=max(132, Console().width)).print(table)
     for dtype, entry in summary.items():
         for check in entry["logits_check"]:
             print(
@@ -283,6 +287,9 @@ def print_table(summary: dict[str, Any], repeats: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="loads per loader and dtype (default 3)")
+    parser.add_argument(
+        "--warmup", type=int, choices=(0, 1), default=1, help="one untimed load per loader and dtype first (default 1)"
+    )
     parser.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated compute dtypes (default: both)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench"), help="where the model folder is cached")
     parser.add_argument("--preset", default="internlm2-1b", help="model shape (default internlm2-1b)")
@@ -311,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     warm_page_cache(folder)
     runs: list[dict[str, Any]] = []
     for dtype in dtypes:
+        for impl in IMPLS[: 2 * args.warmup]:
+            result = spawn_child(impl, folder, dtype, verify=False)
+            print(f"[{dtype} warm-up] {impl:12s} load {result['load_s']:6.2f} s (not counted)", flush=True)
         for rep in range(args.repeats):
             for impl in IMPLS:
                 verify = rep == 0 and impl == "puyu"

@@ -110,11 +110,22 @@ def test_convert_both_ways_is_exact(tmp_path: Path, source: str, target: str):
 
 def test_auto_dtype_on_cpu_is_float32_for_bf16_checkpoints(tmp_path: Path):
     save_model(random_model(_tiny()), tmp_path, dtype="bfloat16")
-    from puyu.model.checkpoint import cpu_has_fast_bf16
-
-    expected = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    assert load_model(tmp_path).dtype == expected
+    assert load_model(tmp_path).dtype == torch.float32
     assert load_model(tmp_path, dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_auto_dtype_keeps_bf16_when_fp32_would_not_fit(monkeypatch: pytest.MonkeyPatch):
+    from puyu.model import checkpoint
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(checkpoint, "available_memory_bytes", lambda: 20 * 2**30)
+    monkeypatch.setattr(checkpoint, "cpu_has_fast_bf16", lambda: True)
+    seven_b = ModelConfig.from_name("internlm2.5-7b-chat").num_parameters()
+    assert checkpoint.resolve_dtype("auto", "bfloat16", cpu, seven_b) == torch.bfloat16
+    assert checkpoint.resolve_dtype("auto", "bfloat16", cpu, 10**9) == torch.float32
+    monkeypatch.setattr(checkpoint, "cpu_has_fast_bf16", lambda: False)
+    assert checkpoint.resolve_dtype("auto", "bfloat16", cpu, seven_b) == torch.float32
+    assert checkpoint.resolve_dtype("float16", "bfloat16", cpu, 10) == torch.float16
 
 
 def test_meta_init_holds_no_second_copy(tmp_path: Path):

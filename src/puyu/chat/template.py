@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import jinja2
 
-from puyu.chat import engine
+from puyu.chat import jinja_env
 from puyu.chat.builtin import BUILTINS, FAMILY_DEFAULTS
 from puyu.chat.messages import validate_messages, validate_tools
 from puyu.chat.tool_calls import PARSERS, guess_tool_format, strip_stop_string
@@ -50,9 +50,9 @@ class RenderedChat:
 
 
 @functools.lru_cache(maxsize=64)
-def _compile(source: str) -> tuple[jinja2.Template, engine.GenerationTracker]:
+def _compile(source: str) -> tuple[jinja2.Template, jinja_env.GenerationTracker]:
     try:
-        return engine.compile_template(source)
+        return jinja_env.compile_template(source)
     except jinja2.TemplateSyntaxError as exc:
         message = " ".join(str(exc.message).split())
         raise PuyuError(f"chat template does not parse: line {exc.lineno}: {message}") from None
@@ -172,7 +172,7 @@ class ChatTemplate:
         Raises:
             PuyuError: unknown template name or family, or a template that does not parse.
         """
-        tokens = {key: getattr(tokenizer, key, None) for key in engine.SPECIAL_TOKEN_NAMES}
+        tokens = {key: getattr(tokenizer, key, None) for key in jinja_env.SPECIAL_TOKEN_NAMES}
         tokens = {key: str(value) for key, value in tokens.items() if value is not None}
         source = getattr(tokenizer, "chat_template", None)
         if name is None and source is not None:
@@ -282,11 +282,11 @@ class ChatTemplate:
     ) -> tuple[str, list[tuple[int, int]]]:
         extra = dict(extra)
         documents = extra.pop("documents", None)
-        variables = engine.plain_data({**self.special_tokens, **extra})
+        variables = jinja_env.plain_data({**self.special_tokens, **extra})
         variables.update(
-            messages=engine.template_messages(messages),
-            tools=engine.plain_data(tools),
-            documents=engine.plain_data(documents),
+            messages=jinja_env.template_messages(messages),
+            tools=jinja_env.plain_data(tools),
+            documents=jinja_env.plain_data(documents),
             add_generation_prompt=add_generation_prompt,
         )
         try:

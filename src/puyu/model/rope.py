@@ -30,7 +30,8 @@ def inverse_frequencies(config: ModelConfig, seq_len: int | None = None) -> torc
         max_len = config.max_position_embeddings
         length = max(seq_len or max_len, max_len)
         base = base * ((scaling.factor * length / max_len) - (scaling.factor - 1)) ** (dim / (dim - 2))
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    # Always on the CPU: under a meta-device context these ops would go through torch._refs (slow import).
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim))
     if scaling is None or scaling.type == "dynamic":
         return inv_freq
     if scaling.type == "linear":
