@@ -189,3 +189,24 @@ def test_cli_prepare_and_stats(corpus: Path, tmp_path: Path, capsys: pytest.Capt
     assert stats["documents"] == len(_written(out)) and "en" in stats["languages"] and "zh" in stats["languages"]
     assert main(["data", "prepare", str(config), f"inputs=[{corpus}]", f"output={out}", "filters.lenght.min=3"]) == 2
     assert "unknown key 'lenght'" in capsys.readouterr().err
+
+
+def test_settings_errors_come_before_anything_is_written(corpus: Path, tmp_path: Path):
+    bad = PrepareConfig(inputs=[str(corpus)], output=str(tmp_path / "out"), workers=1)
+    bad.filters.language.languages = ["xx"]
+    with pytest.raises(PuyuError):
+        prepare(bad, progress=False)
+    assert not (tmp_path / "out").exists()
+    good = PrepareConfig(inputs=[str(corpus)], output=str(tmp_path / "out"), workers=1)
+    assert prepare(good, progress=False)["written"]["documents"] > 0
+
+
+def test_tokenize_cli_with_weighted_sources(corpus: Path, tmp_path: Path):
+    tokenizer = tmp_path / "tokenizer"
+    byte_level_tokenizer("internlm2").save_pretrained(tokenizer)
+    argv = ["data", "tokenize", "--tokenizer", str(tokenizer), "--output", str(tmp_path / "tokens"), "--no-progress"]
+    argv += ["--source", f"docs=2.5:{corpus}/docs.jsonl", "--source", f"news={corpus}/en"]
+    assert main(argv) == 0
+    sources = json.loads((tmp_path / "tokens" / "manifest.json").read_text())["sources"]
+    assert sources["docs"]["weight"] == 2.5 and sources["news"]["weight"] == 1.0
+    assert main([*argv[:6], "--source", "nameonly"]) == 2

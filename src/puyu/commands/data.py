@@ -12,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = actions.add_parser(
         "prepare",
         help="documents → cleaned, filtered, deduplicated JSONL (+ token shards) and a report",
-        description="Settings come from CONFIG.yaml (see configs/data/), then the flags, then KEY=VALUE overrides "
-        "(dotted keys such as filters.length.min_chars=100).",
+        description="Settings come from CONFIG.yaml (see configs/data/), then KEY=VALUE overrides "
+        "(dotted keys such as filters.length.min_chars=100), then the flags.",
     )
     prepare.add_argument("config", nargs="?", default=None, help="YAML settings file (optional)")
     prepare.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overrides")
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.set_defaults(handler=run_prepare)
 
     tokenize = actions.add_parser("tokenize", help="pack documents (JSONL) into token shards with a manifest")
-    tokenize.add_argument("inputs", nargs="*", help="JSONL files, folders or globs of documents")
+    tokenize.add_argument("inputs", nargs="*", help="document files (any format `prepare` reads), folders or globs")
     tokenize.add_argument("--tokenizer", required=True, help="tokenizer (or model) folder")
     tokenize.add_argument("--output", required=True, help="output folder")
     tokenize.add_argument("--text-field", default="text", help="field holding the text (default %(default)s)")

@@ -271,6 +271,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> dict[str, Any]:
     from puyu.data.report import write_prepare_report
 
     layout = Layout(config.output)
+    build_filters(config.filters)  # settings errors (unknown language, unreadable blocklist) before anything is written
     input_tally = Tally()
     files = expand_inputs(config.inputs, input_tally)
     units = plan_units(files, config.unit_bytes)

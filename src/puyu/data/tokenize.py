@@ -67,6 +67,18 @@ class SourceSpec:
     paths: list[str]
     weight: float = 1.0
 
+    @classmethod
+    def parse(cls, spec: str) -> SourceSpec:
+        """`NAME=WEIGHT:PATH_OR_GLOB` (or `NAME=PATH_OR_GLOB`, weight 1), as the CLI's --source takes it."""
+        name, sep, rest = spec.partition("=")
+        if not sep or not name or not rest:
+            raise PuyuError(f"--source {spec!r}: expected NAME=WEIGHT:PATH (e.g. web=2.0:data/web/*.jsonl)")
+        weight, colon, path = rest.partition(":")
+        try:
+            return cls(name=name, paths=[path], weight=float(weight)) if colon else cls(name=name, paths=[rest])
+        except ValueError:
+            raise PuyuError(f"--source {spec!r}: weight {weight!r} is not a number") from None
+
 
 @dataclass
 class TokenizeConfig:

@@ -81,7 +81,7 @@ def read_jsonl(path: Path, tally: Tally, text_field: str, id_field: str | None) 
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                tally.problem(source, number, f"malformed json: {exc.msg} at column {exc.colno}")
+                tally.problem(source, number, f"malformed json: {exc.msg.removesuffix(' at')} at column {exc.colno}")
                 continue
             except (ValueError, RecursionError) as exc:  # integers over the digit limit, absurd nesting
                 tally.problem(source, number, f"malformed json: {type(exc).__name__}")
