@@ -30,22 +30,33 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Until the full pipeline lands: train a tokenizer on the project's own docs, create a tiny random
-# InternLM2 model with it, convert it to the Llama layout, and generate from both layouts.
+# The chain that exists today, on this repository's own docs (no downloads): train a BPE tokenizer → clean,
+# filter, deduplicate and tokenize the docs → pretrain a tiny InternLM2-architecture model → plot its curves →
+# export an HF folder → convert it to the Llama layout → generate from both (identical output) → chat.
 quickstart: install
+	rm -rf $(QUICKSTART_DIR)
 	$(PUYU) tokenizer train README.md docs --vocab-size 1024 --out $(QUICKSTART_DIR)/tokenizer
-	$(PUYU) model init --preset internlm2-tiny --set vocab_size=1024 --tokenizer $(QUICKSTART_DIR)/tokenizer \
-		--out $(QUICKSTART_DIR)/internlm2-tiny
+	$(PUYU) data prepare --input README.md --input docs --output $(QUICKSTART_DIR)/data \
+		--tokenizer $(QUICKSTART_DIR)/tokenizer --workers 1
+	$(PUYU) pretrain configs/pretrain/internlm2-tiny.yaml run_dir=$(QUICKSTART_DIR)/pretrain \
+		'data.train=[{path: $(QUICKSTART_DIR)/data/tokens}]' model.overrides.vocab_size=1024 max_steps=100
+	$(PUYU) export $(QUICKSTART_DIR)/pretrain --out $(QUICKSTART_DIR)/internlm2-tiny
 	$(PUYU) model info $(QUICKSTART_DIR)/internlm2-tiny
 	$(PUYU) convert $(QUICKSTART_DIR)/internlm2-tiny --to llama --out $(QUICKSTART_DIR)/llama-tiny
-	$(PUYU) generate $(QUICKSTART_DIR)/internlm2-tiny --prompt "The model" --max-tokens 24 --temperature 0
-	$(PUYU) generate $(QUICKSTART_DIR)/llama-tiny --prompt "The model" --max-tokens 24 --temperature 0
-	$(PUYU) generate $(QUICKSTART_DIR)/internlm2-tiny --chat --prompt "Hello!" --max-tokens 24 --seed 0
-	@echo "Next: $(PUYU) chat $(QUICKSTART_DIR)/internlm2-tiny"
+	$(PUYU) generate $(QUICKSTART_DIR)/internlm2-tiny --prompt "The model" --max-tokens 48 --temperature 0
+	$(PUYU) generate $(QUICKSTART_DIR)/llama-tiny --prompt "The model" --max-tokens 48 --temperature 0
+	@echo
+	@echo "Data report:   $(QUICKSTART_DIR)/data/report.md"
+	@echo "Loss curve:    $(QUICKSTART_DIR)/pretrain/plots/loss.png"
+	@echo "Next:          $(PUYU) chat $(QUICKSTART_DIR)/internlm2-tiny"
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/load_model.py
 	$(PY) benchmarks/decode_speed.py
+	$(PY) benchmarks/data_dedup.py
+	$(PY) benchmarks/data_pipeline.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(QUICKSTART_DIR) .pytest_cache .ruff_cache

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from puyu import __version__
-from puyu.commands import chat, convert, data, generate, model, tokenizer
+from puyu.commands import chat, convert, data, export, generate, model, plot, pretrain, tokenizer
 from puyu.errors import PuyuError
 
-COMMANDS = (model, generate, chat, convert, tokenizer, data)
+COMMANDS = (model, generate, chat, convert, tokenizer, data, pretrain, export, plot)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,11 +52,11 @@ def convert_checkpoint(
         if (source / name).is_file():
             with atomic_path(target / name) as tmp:
                 shutil.copyfile(source / name, tmp)
-    _drop_remote_code(target / "tokenizer_config.json", family)
+    drop_remote_code(target / "tokenizer_config.json", family)
     return target
 
 
-def _drop_remote_code(file: Path, family: Family) -> None:
+def drop_remote_code(file: Path, family: Family) -> None:
     """A converted folder carries no modeling/tokenizer code, so `auto_map` entries would point at nothing."""
     if family == "internlm2" or not file.is_file():
         return

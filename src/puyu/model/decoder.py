@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from puyu.model.config import ModelConfig
@@ -130,6 +131,8 @@ class CausalLM(nn.Module):
         self.model = DecoderStack(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.rotary = RotaryEmbedding(config)
+        # Recompute each block's activations in the backward pass instead of storing them (training only).
+        self.activation_checkpointing = False
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
@@ -168,7 +171,10 @@ class CausalLM(nn.Module):
         x = self.model.embed_tokens(input_ids)
         rope = self.rotary(positions, x.dtype)
         for layer in self.model.layers:
-            x = layer(x, rope, cache, mask)
+            if self.activation_checkpointing and self.training and cache is None:
+                x = torch.utils.checkpoint.checkpoint(layer, x, rope, None, mask, use_reentrant=False)
+            else:
+                x = layer(x, rope, cache, mask)
         if cache is not None:
             cache.advance(t)
         if last_only:

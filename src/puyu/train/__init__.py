@@ -1,0 +1,1 @@
+"""Pretraining: configuration, the training loop, checkpoints and distributed setup."""
