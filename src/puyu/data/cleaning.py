@@ -259,19 +259,26 @@ def clean_text(text: str, config: CleanConfig) -> tuple[str, Counter[str]]:
         (1 each when the step changed the text) and "boilerplate_lines" (lines dropped).
     """
     counts: Counter[str] = Counter()
-    if config.fix_unicode:
-        fixed = _fix_unicode(text)
-        if fixed != text:
-            counts["unicode_fixed"] += 1
-            text = fixed
-    if config.normalization and not unicodedata.is_normalized(config.normalization, text):  # type: ignore[arg-type]
-        text = unicodedata.normalize(config.normalization, text)  # type: ignore[arg-type]
-        counts["normalized"] += 1
-    if config.normalize_whitespace:
-        tidy = _tidy_whitespace(text)
-        if tidy != text:
-            counts["whitespace_fixed"] += 1
-            text = tidy
+    # Each step can hand ftfy new mojibake: removing an invisible character or respacing joins "Ã" and " ",
+    # NFC composes "e" + U+0301 into "é" after "Ã". So the three steps repeat until a round changes nothing
+    # (clean text takes one round), which makes cleaning idempotent.
+    for _ in range(3):
+        before = text
+        if config.fix_unicode:
+            fixed = _fix_unicode(text)
+            if fixed != text:
+                counts["unicode_fixed"] = 1
+                text = fixed
+        if config.normalization and not unicodedata.is_normalized(config.normalization, text):  # type: ignore[arg-type]
+            text = unicodedata.normalize(config.normalization, text)  # type: ignore[arg-type]
+            counts["normalized"] = 1
+        if config.normalize_whitespace:
+            tidy = _tidy_whitespace(text)
+            if tidy != text:
+                counts["whitespace_fixed"] = 1
+                text = tidy
+        if text == before:
+            break
     if config.remove_boilerplate or config.boilerplate_patterns:
         text, dropped = _drop_boilerplate(text, config)
         if dropped:
