@@ -81,7 +81,7 @@ class PrepareConfig:
     text_field: str = "text"
     id_field: str | None = None
     workers: int = 2
-    unit_bytes: int = 64 * 2**20
+    unit_bytes: int = 16 * 2**20
     clean: CleanConfig = field(default_factory=CleanConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
