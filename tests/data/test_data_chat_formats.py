@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from puyu.chat import ChatTemplate
-from puyu.data.chat_formats import (
+from puyu.data.conversations import (
     ConversionReport,
     convert_chat_file,
     detect_chat_format,

@@ -120,7 +120,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_convert_chat(args: argparse.Namespace) -> int:
-    from puyu.data.chat_formats import convert_chat_file
+    from puyu.data.conversations import convert_chat_file
 
     report = convert_chat_file(args.inputs, args.output, kind=args.kind, format=args.format, strict=args.strict)
     _print_conversion(report)
@@ -128,7 +128,7 @@ def run_convert_chat(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from puyu.data.chat_formats import validate_chat_file
+    from puyu.data.conversations import validate_chat_file
 
     report = validate_chat_file(args.file, kind=args.kind, format=args.format)
     _print_conversion(report)
