@@ -26,7 +26,10 @@ Measured:
     LSH clustering (with exact-key matching), and tokenization of the surviving documents with the
     byte-level tokenizer (`byte_level_tokenizer("internlm2")`) and a BPE trained by `train_bpe` on a
     `--bpe-slice-mb` slice of the corpus. As in `prepare`, stages after the filters see the documents
-    the filters keep, and tokenization the deduplicated survivors. MB/s is MB of the stage's input per
+    the filters keep, and tokenization the deduplicated survivors; tokenization runs in a fresh process
+    of its own (as prepare's tokenize workers are fresh processes): in the long-lived benchmark process,
+    whose heap is fragmented by the texts of the earlier stages, the tokenizer's allocations made it ~25%
+    slower. MB/s is MB of the stage's input per
     second of wall time (and per second of CPU time, which other work on a shared machine disturbs
     less): file bytes for the readers, UTF-8 text bytes for every other stage. The dedup stages are
     also scored on the planted copies: recall per edit rate and exact-copy variant, recall over the
@@ -54,6 +57,7 @@ import dataclasses
 import datetime
 import html
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -562,6 +566,8 @@ def prepare_tokenizers(corpus: Corpus, workdir: Path, slice_mb: float, vocab: in
 class Timer:
     """Wall and CPU time of a block."""
 
+    wall_s = cpu_s = 0.0
+
     def __enter__(self) -> Timer:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
@@ -600,7 +606,24 @@ def _each(items: list[Any], desc: str) -> Iterator[Any]:
     return iter(tqdm(items, desc=desc, unit="doc", leave=False, mininterval=0.5))
 
 
-def run_stages(corpus: Corpus, tokenizers: dict[str, Any], prepare_tokenizer: str, sample_mb: float) -> dict[str, Any]:
+def tokenize_stage(path: str, tokenizer: str) -> dict[str, float]:
+    """Tokenize the texts of a JSONL file of strings as prepare's tokenize workers do (`document_ids`, one
+    document at a time); runs in a fresh process. Returns wall and CPU seconds and the token count."""
+    from puyu.data.tokenize import document_ids
+    from puyu.tokenizer import Tokenizer, byte_level_tokenizer
+
+    tok = byte_level_tokenizer("internlm2") if tokenizer == "byte-level" else Tokenizer.from_pretrained(tokenizer)
+    with open(path, encoding="utf-8") as handle:
+        texts = [json.loads(line) for line in handle]
+    document_ids(tok, texts[0])  # warm-up
+    with Timer() as timer:
+        tokens = sum(len(document_ids(tok, text)) for text in _each(texts, f"tokenize {Path(tokenizer).name}"))
+    return {"wall_s": timer.wall_s, "cpu_s": timer.cpu_s, "tokens": tokens}
+
+
+def run_stages(
+    corpus: Corpus, tokenizers: dict[str, str], prepare_tokenizer: str, sample_mb: float, scratch: Path
+) -> dict[str, Any]:
     from puyu.data.cleaning import CleanConfig, Cleaner
     from puyu.data.dedup import (
         DedupConfig,
@@ -616,8 +639,6 @@ def run_stages(corpus: Corpus, tokenizers: dict[str, Any], prepare_tokenizer: st
     from puyu.data.pii import PiiConfig, PiiScrubber
     from puyu.data.prepare import SIGNATURE_BATCH
     from puyu.data.readers import read_documents
-    from puyu.data.tokenize import document_ids
-    from puyu.tokenizer import Tokenizer
 
     rows: list[dict[str, Any]] = []
     startup: dict[str, float] = {}
@@ -744,14 +765,24 @@ def run_stages(corpus: Corpus, tokenizers: dict[str, Any], prepare_tokenizer: st
     survivors = [text for text, drop in zip(texts, exact | near, strict=True) if not drop]
     del texts, signatures, bands
     survivors_mb = _docs_mb(survivors)
+    # Tokenization runs in a fresh process, as prepare's tokenize workers do: in this one, whose heap holds
+    # the survivors between the holes of every earlier stage's freed texts, the tokenizer's own (malloc)
+    # allocations made encoding ~25% slower (measured), which would be the benchmark's doing, not puyu's.
+    handover = scratch / "survivors.jsonl"
+    with handover.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(text, ensure_ascii=False) + "\n" for text in survivors)
+    count = len(survivors)
+    del survivors
     for name, tokenizer in tokenizers.items():
-        tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_pretrained(tokenizer)
-        with Timer() as t:
-            tokens = sum(len(document_ids(tok, text)) for text in _each(survivors, f"tokenize {name}"))
+        print(f"tokenize: {name} (a fresh process) ...", flush=True)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            measured = pool.apply(tokenize_stage, (str(handover), tokenizer))
+        t = Timer()
+        t.wall_s, t.cpu_s, tokens = measured["wall_s"], measured["cpu_s"], int(measured["tokens"])
         rows.append(
             _row(
                 f"tokenize: {name}",
-                len(survivors),
+                count,
                 survivors_mb,
                 t,
                 in_prepare=name == prepare_tokenizer,
@@ -760,6 +791,7 @@ def run_stages(corpus: Corpus, tokenizers: dict[str, Any], prepare_tokenizer: st
                 bytes_per_token=survivors_mb * MB / tokens,
             )
         )
+    handover.unlink()
     total = sum(r["seconds"] for r in rows if r["in_prepare"])
     for r in rows:
         r["share"] = r["seconds"] / total if r["in_prepare"] else None
@@ -1056,7 +1088,6 @@ def main(argv: list[str] | None = None) -> int:
     from puyu.data.prepare import PrepareConfig, PrepareTokenizeConfig, plan_units
     from puyu.data.readers import expand_inputs
     from puyu.io import atomic_write_text
-    from puyu.tokenizer import byte_level_tokenizer
 
     t0 = time.perf_counter()
     workdir = args.workdir
@@ -1081,8 +1112,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     if not args.skip_stages:
-        tokenizers = {"byte-level": byte_level_tokenizer("internlm2"), "bpe": tok["bpe_dir"]}
-        stages = run_stages(corpus, tokenizers, args.prepare_tokenizer, sample_mb)
+        tokenizers = {"byte-level": "byte-level", "bpe": str(tok["bpe_dir"])}
+        stages = run_stages(corpus, tokenizers, args.prepare_tokenizer, sample_mb, workdir)
         print_stages(stages)
         results["stages"] = stages
 
