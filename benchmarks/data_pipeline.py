@@ -1065,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="prepare's worker processes")
     parser.add_argument(
-        "--unit-mb", type=float, default=None, help="prepare's work unit size in MiB (default: its own, 64)"
+        "--unit-mb", type=float, default=None, help="prepare's work unit size in MiB (default: PrepareConfig's)"
     )
     parser.add_argument("--bpe-vocab", type=int, default=None, help="BPE vocabulary (default 16384; quick 2048)")
     parser.add_argument("--bpe-slice-mb", type=float, default=None, help="BPE training text (default 8; quick 1)")
