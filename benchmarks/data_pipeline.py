@@ -54,17 +54,14 @@ import argparse
 import contextlib
 import csv
 import dataclasses
-import datetime
 import html
 import json
 import multiprocessing
-import os
 import platform
 import random
 import re
 import resource
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -73,6 +70,8 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from machine import machine_info
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPUS_VERSION = 2
@@ -1034,23 +1033,6 @@ def print_counts(counts: dict[str, Any]) -> None:
 # ---- main -------------------------------------------------------------------------------------------
 
 
-def _machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": model,
-        "cpus": os.cpu_count(),
-        "numpy": np.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (default ../shared/data)")
@@ -1105,7 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer_dir = tok["bpe_dir"] if args.prepare_tokenizer == "bpe" else tok["byte_dir"]
     results: dict[str, Any] = {
         "benchmark": "data_pipeline",
-        "machine": _machine(),
+        "machine": machine_info(("numpy",), platform=platform.platform()),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "corpus": {"folder": str(corpus.folder), "files": len(corpus.files), **stats},
         "bpe": {k: str(v) if isinstance(v, Path) else v for k, v in tok.items()},

@@ -17,18 +17,16 @@ the ratio puyu/transformers, and whether the two greedy token sequences are iden
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from machine import machine_info
 
 IMPLS = ("puyu", "transformers")
 
@@ -84,26 +82,6 @@ def make_runners(folder: Path, prompt: list[int], new_tokens: int) -> dict[str, 
         return out[0, len(prompt) :].tolist()
 
     return {"puyu": run_puyu, "transformers": run_transformers}
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = platform.processor() or "unknown"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "date": datetime.date.today().isoformat(),
-    }
 
 
 def print_table(summary: dict[str, Any], repeats: int, new_tokens: int, prompt_len: int) -> None:
@@ -203,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "prompt_len": args.prompt_len,
             "new_tokens": args.new_tokens,
             "repeats": args.repeats,
-            "machine": machine_info(args.threads),
+            "machine": machine_info(("torch", "transformers"), torch_threads=args.threads),
             "summary": summary,
             "prompt": prompt,
             "tokens": {impl: outputs[impl][0] for impl in IMPLS},

@@ -26,10 +26,8 @@ same input, so the comparison is like-for-like.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from machine import machine_info
 
 if TYPE_CHECKING:
     import torch
@@ -202,27 +202,6 @@ def spawn_child(impl: str, folder: Path, dtype: str, verify: bool) -> dict[str, 
     return result
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU, core count and versions, without importing torch into this (parent) process."""
-    from importlib.metadata import version
-
-    cpu = platform.processor() or "unknown"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "safetensors": version("safetensors"),
-        "date": datetime.date.today().isoformat(),
-    }
-
-
 def summarize(runs: list[dict[str, Any]], dtypes: list[str]) -> dict[str, Any]:
     """Medians per (impl, dtype) and puyu/transformers ratios per dtype."""
     fields = (*RATIO_FIELDS[2:], "load_s", "forward_s", "import_s", "vm_hwm")
@@ -342,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_dir": str(folder),
             "preset": args.preset,
             "repeats": args.repeats,
-            "machine": machine_info(),
+            "machine": machine_info(("torch", "transformers", "safetensors")),
             "summary": summary,
             "runs": runs,
         }

@@ -48,17 +48,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gc
 import itertools
 import json
 import math
-import os
-import platform
 import random
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +62,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from machine import machine_info
 
 IMPLS = ("puyu", "transformers")
 PRESET = "internlm2-100m"
@@ -550,26 +548,6 @@ def measure_peak() -> float:
     return measure_peak_flops(torch.float32, "cpu")
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = platform.processor() or "unknown"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "date": datetime.date.today().isoformat(),
-    }
-
-
 def summarize(reps: dict[str, list[RepResult]], warmup: int, step_tokens: int, step_flops: float, peak: float) -> Any:
     timed = {impl: [x for r in reps[impl] for x in r.seconds[warmup:]] for impl in IMPLS}
     summary: dict[str, Any] = {}
@@ -771,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
             "compile": args.compile,
             "interleaved": not args.alternate_runs,
             "data": source,
-            "machine": machine_info(args.threads),
+            "machine": machine_info(("torch", "transformers"), torch_threads=args.threads),
             "summary": summary,
             "step_seconds": {impl: [r.seconds for r in reps[impl]] for impl in IMPLS},
             "puyu_inloop_step_seconds": [r.inloop_seconds for r in reps["puyu"]],
