@@ -11,10 +11,42 @@ import sys
 from collections.abc import Sequence
 
 from puyu import __version__
-from puyu.commands import chat, convert, data, export, generate, model, plot, pretrain, tokenizer
+from puyu.commands import (
+    chat,
+    convert,
+    data,
+    eval,
+    export,
+    finetune,
+    generate,
+    merge,
+    model,
+    plot,
+    pretrain,
+    quantize,
+    quickstart,
+    serve,
+    tokenizer,
+)
 from puyu.errors import PuyuError
 
-COMMANDS = (model, generate, chat, convert, tokenizer, data, pretrain, export, plot)
+COMMANDS = (
+    model,
+    generate,
+    chat,
+    convert,
+    tokenizer,
+    data,
+    pretrain,
+    finetune,
+    merge,
+    export,
+    quantize,
+    serve,
+    eval,
+    quickstart,
+    plot,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

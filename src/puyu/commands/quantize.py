@@ -1,0 +1,9 @@
+"""`puyu quantize`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("quantize", help="(not built yet)")

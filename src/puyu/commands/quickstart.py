@@ -1,0 +1,9 @@
+"""`puyu quickstart`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("quickstart", help="(not built yet)")

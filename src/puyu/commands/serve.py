@@ -1,0 +1,9 @@
+"""`puyu serve`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("serve", help="(not built yet)")

@@ -1,0 +1,1 @@
+"""The inference engine: continuous batching over a paged KV cache with prefix caching."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: SFT (full, LoRA, QLoRA), DPO and continued pretraining on the one training loop."""
