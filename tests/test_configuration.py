@@ -40,6 +40,13 @@ def test_yaml_and_overrides(tmp_path: Path):
     assert from_dict(Outer, to_dict(config)) == config
 
 
+def test_exponent_without_a_dot_is_a_number():
+    # YAML 1.1 reads 1e-3 as a string; a float setting takes it, a bad string still fails.
+    assert load_config(Outer, None, ["output=x", "inner.threshold=1e-3"]).inner.threshold == 1e-3
+    with pytest.raises(PuyuError, match=r"inner\.threshold: expected a number, got str"):
+        load_config(Outer, None, ["output=x", "inner.threshold=high"])
+
+
 def test_defaults_without_a_file():
     assert load_config(Outer, None, ["output=x"]) == Outer(output="x")
 

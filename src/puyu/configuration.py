@@ -139,6 +139,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise PuyuError(f"{where}: expected an integer, got {_describe(value)}")
         return value
     if tp is float:
+        # YAML 1.1 reads `1e-3` (no dot) as a string; accept any string Python reads as a number.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise PuyuError(f"{where}: expected a number, got {_describe(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PuyuError(f"{where}: expected a number, got {_describe(value)}")
         return float(value)

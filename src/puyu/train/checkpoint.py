@@ -141,6 +141,11 @@ def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def _trainable_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters with `requires_grad`, as the (full) model state dict spells them."""
+    return {name for name, param in _unwrapped(model).named_parameters() if param.requires_grad}
+
+
 # ---- RNG ---------------------------------------------------------------------------------------------------
 
 
@@ -182,6 +187,7 @@ def save_checkpoint(
     model_config: ModelConfig,
     train_config: dict,
     keep: int = 3,
+    trainable_only: bool = False,
 ) -> Path | None:
     """Write `run_dir/checkpoints/step-{state.step:08d}/` atomically, then keep only the newest `keep`.
 
@@ -197,6 +203,8 @@ def save_checkpoint(
         model_config: the model's shape, written as `config.json`.
         train_config: the run's configuration (plain data), written as `train_config.json`.
         keep: checkpoints to keep, newest first, the one just written always among them; 0 keeps all.
+        trainable_only: store only parameters with `requires_grad` (adapter or partly frozen fine-tuning:
+            the frozen weights come from the base model again on resume, so checkpoints stay small).
 
     Returns:
         The checkpoint folder on rank 0, None on the other ranks.
@@ -204,6 +212,9 @@ def save_checkpoint(
     rank, world = _rank_world()
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=options)
+    if trainable_only:
+        keep_names = _trainable_names(model)
+        model_state = {name: value for name, value in model_state.items() if name in keep_names}
     optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
     rng = _capture_rng()
     if world > 1:
@@ -349,6 +360,15 @@ def _restore_tuples(optimizer: torch.optim.Optimizer) -> None:
                 group[key] = tuple(value)
 
 
+def _check_trainable(folder: Path, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    missing = sorted(_trainable_names(model) - weights.keys())
+    if missing:
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise PuyuError(
+            f"checkpoint {folder} lacks trainable weights {', '.join(missing[:4])}{more} (made by another kind of run?)"
+        )
+
+
 # ---- loading -----------------------------------------------------------------------------------------------
 
 
@@ -357,6 +377,8 @@ def load_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    *,
+    trainable_only: bool = False,
 ) -> TrainState:
     """Restore model, optimizer, scheduler and RNG states from a checkpoint folder; return its `TrainState`.
 
@@ -369,6 +391,8 @@ def load_checkpoint(
         model: the model, wrapped as during training (plain, DDP, FSDP2, compiled), of the checkpoint's shape.
         optimizer: its optimizer (built over the same parameters), or None to load weights only.
         scheduler: its LR scheduler, or None.
+        trainable_only: the checkpoint holds only the trainable parameters (see `save_checkpoint`); the
+            frozen ones keep their current values, and every trainable one must be in the checkpoint.
 
     Raises:
         PuyuError: files missing or corrupt, or the checkpoint's model has another shape.
@@ -385,6 +409,8 @@ def load_checkpoint(
             verify_checkpoint(folder)
             _check_shape(folder, model)
             model_state = read_model_weights(folder)
+            if trainable_only:
+                _check_trainable(folder, model, model_state)
             if optimizer is not None:
                 if not (folder / OPTIMIZER_FILE).is_file():
                     raise PuyuError(f"{folder / OPTIMIZER_FILE}: missing from the checkpoint")
@@ -399,7 +425,7 @@ def load_checkpoint(
     _raise_together(error, world, f"read checkpoint {folder}")
     small = _broadcast(small, world)
     assert small is not None
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=world > 1, strict=True)
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=world > 1, strict=not trainable_only)
     try:
         set_model_state_dict(model, model_state, options=options)
         if optimizer is not None:

@@ -12,10 +12,10 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -39,6 +39,16 @@ from puyu.train.optimizer import build_optimizer
 from puyu.train.schedule import build_scheduler
 
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
+
+
+class StepHook(Protocol):
+    """Something run on the main process after every optimizer step (e.g. sample generation while fine-tuning).
+
+    It gets the plain model (not the DDP/compile wrapper) and the run's metric log, and must leave the model
+    in train mode.
+    """
+
+    def after_step(self, step: int, model: CausalLM, logger: MetricsLogger) -> None: ...
 
 
 @dataclass
@@ -91,8 +101,14 @@ def run_training(
     loss_fn: LossFn,
     info: DistInfo,
     val_data: TokenDataset | None = None,
+    hooks: Sequence[StepHook] = (),
 ) -> TrainResult:
-    """The loop proper, shared by every objective: `batches` yields micro-batches, `loss_fn` sums their loss."""
+    """The loop proper, shared by every objective: `batches` yields micro-batches, `loss_fn` sums their loss.
+
+    A `loss_fn` with a `pop_metrics() -> dict[str, float]` method (e.g. DPO's rewards and margin) has those
+    metrics added to each step's train log. When some parameters are frozen (adapters, frozen embeddings),
+    checkpoints hold only the trainable ones: the frozen rest is rebuilt from the base model on resume.
+    """
     run_dir = Path(config.run_dir)
     compute_dtype = resolve_compute_dtype(config.dtype, info.device)
     model.activation_checkpointing = config.activation_checkpointing
@@ -104,10 +120,12 @@ def run_training(
     optimizer = build_optimizer(wrapped, config.optimizer)
     scheduler = build_scheduler(optimizer, config.max_steps, config.schedule)
 
+    trainable_only = any(not p.requires_grad for p in model.parameters())
+    loss_metrics = getattr(loss_fn, "pop_metrics", None)
     state = TrainState()
     latest = latest_checkpoint(run_dir)
     if latest is not None:
-        state = load_checkpoint(latest, wrapped, optimizer, scheduler)
+        state = load_checkpoint(latest, wrapped, optimizer, scheduler, trainable_only=trainable_only)
         batches.load_state_dict(state.data, info)
         if info.is_main:
             print(f"resuming from {latest} (step {state.step})")
@@ -155,6 +173,7 @@ def run_training(
             state.tokens += step_tokens
             state.data = batches.state_dict(info)
             train_loss = float(all_reduce(loss_sum).item()) / max(global_targets, 1)
+            extra = loss_metrics() if loss_metrics is not None else {}
             throughput.update(step_tokens, time.perf_counter() - started)
             bar.update()
             bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}")
@@ -168,8 +187,12 @@ def run_training(
                         "tokens": state.tokens,
                         "tokens_per_sec": throughput.tokens_per_sec,
                         "mfu": throughput.mfu(flops_per_token, peak * info.world_size),
+                        **extra,
                     },
                 )
+            if info.is_main:
+                for hook in hooks:
+                    hook.after_step(state.step, model, logger)
             if val_data is not None and config.eval_every and state.step % config.eval_every == 0:
                 val_loss = evaluate(wrapped, val_data, config, info, autocast)
                 logger.log(state.step, {"loss": val_loss, "ppl": math.exp(min(val_loss, 50))}, split="validation")
@@ -186,6 +209,7 @@ def run_training(
                     model_config=model.config,
                     train_config=to_dict(config),
                     keep=config.keep_checkpoints,
+                    trainable_only=trainable_only,
                 )
             if stop_now:
                 stopped = True

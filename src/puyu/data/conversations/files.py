@@ -149,9 +149,9 @@ def _run(
     check_format(format, known, kind)
     report = ConversionReport(kind=kind)
     for path in paths:
-        for line, record in _read_records(path):
+        for line, record in read_records(path):
             try:
-                if isinstance(record, _Unreadable):
+                if isinstance(record, Unreadable):
                     raise PuyuError(record.message)
                 name = format or detect(record)
                 report.formats[name] += 1
@@ -195,14 +195,14 @@ def _input_paths(inputs: Sequence[PathLike] | PathLike) -> list[Path]:
 
 
 @dataclass
-class _Unreadable:
+class Unreadable:
     """A line (or file) that did not parse into a record."""
 
     message: str
 
 
-def _read_records(path: Path) -> Iterator[tuple[int | None, Any]]:
-    """(line or list position, parsed record or `_Unreadable`) for each record of a file."""
+def read_records(path: Path) -> Iterator[tuple[int | None, Any]]:
+    """(line or list position, parsed record or `Unreadable`) for each record of a file."""
     try:
         if _starts_with_list(path):
             yield from _read_json_list(path)
@@ -210,7 +210,7 @@ def _read_records(path: Path) -> Iterator[tuple[int | None, Any]]:
             yield from _read_jsonl(path)
     except OSError as exc:
         # Only read errors land here: errors in the caller's loop body do not enter the generator.
-        yield None, _Unreadable(f"unreadable file: {one_line(exc)}")
+        yield None, Unreadable(f"unreadable file: {one_line(exc)}")
 
 
 def _starts_with_list(path: Path) -> bool:
@@ -235,12 +235,12 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int | None, Any]]:
                 # Without the line end, a JSON error's column points into the line, not past its end.
                 text = raw.decode("utf-8").rstrip()
             except UnicodeDecodeError as exc:
-                yield number, _Unreadable(f"invalid utf-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
+                yield number, Unreadable(f"invalid utf-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
                 continue
             try:
                 yield number, json.loads(text)
             except json.JSONDecodeError as exc:
-                yield number, _Unreadable(f"malformed json: {exc.msg} at column {exc.colno}")
+                yield number, Unreadable(f"malformed json: {exc.msg} at column {exc.colno}")
 
 
 def _read_json_list(path: Path) -> Iterator[tuple[int | None, Any]]:
@@ -251,7 +251,7 @@ def _read_json_list(path: Path) -> Iterator[tuple[int | None, Any]]:
         line = data.count(b"\n", 0, exc.start) + 1
         yield (
             None,
-            _Unreadable(f"invalid utf-8: byte 0x{data[exc.start]:02x} on line {line}; the JSON list was not read"),
+            Unreadable(f"invalid utf-8: byte 0x{data[exc.start]:02x} on line {line}; the JSON list was not read"),
         )
         return
     try:
@@ -259,7 +259,7 @@ def _read_json_list(path: Path) -> Iterator[tuple[int | None, Any]]:
     except json.JSONDecodeError as exc:
         yield (
             None,
-            _Unreadable(
+            Unreadable(
                 f"malformed json: {exc.msg} (line {exc.lineno} column {exc.colno}); the JSON list was not read"
             ),
         )
