@@ -6,6 +6,7 @@ min-p), so a seeded run here and there draws from the same distribution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +32,12 @@ class SamplingParams:
         ignore_eos: keep going past EOS (benchmarks).
         seed: makes sampling reproducible for this request.
         logprobs: also return the chosen token's log-probability (under the processed distribution).
+        top_logprobs: alternatives (0..20) returned with each generated token's logprob; needs `logprobs`.
+        prompt_logprobs: None = off; k >= 0: the logprob of every prompt token plus k alternatives (engine only).
+        logit_bias: token id -> value added to its logit before sampling.
+        min_tokens: EOS and stop ids cannot end generation before this many tokens (engine only).
+        logits_processors: per request, (output ids so far, logits row [V]) -> logits row, applied first
+            (JSON mode); not compared nor serialised.
     """
 
     max_tokens: int = 256
@@ -46,10 +53,19 @@ class SamplingParams:
     ignore_eos: bool = False
     seed: int | None = None
     logprobs: bool = False
+    top_logprobs: int = 0
+    prompt_logprobs: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    min_tokens: int = 0
+    logits_processors: list[Callable[[list[int], torch.Tensor], torch.Tensor]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        # JSON objects (OpenAI's logit_bias) arrive with string keys.
+        self.logit_bias = {int(token): float(bias) for token, bias in self.logit_bias.items()}
         checks = [
             (self.max_tokens >= 1, f"max_tokens must be at least 1, got {self.max_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
@@ -60,6 +76,13 @@ class SamplingParams:
             (-2 <= self.presence_penalty <= 2, f"presence_penalty must be in [-2, 2], got {self.presence_penalty}"),
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}"),
             (all(s for s in self.stop), "stop strings must not be empty"),
+            (0 <= self.top_logprobs <= 20, f"top_logprobs must be in [0, 20], got {self.top_logprobs}"),
+            (self.top_logprobs == 0 or self.logprobs, "top_logprobs needs logprobs=True"),
+            (
+                self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20,
+                f"prompt_logprobs must be None or in [0, 20], got {self.prompt_logprobs}",
+            ),
+            (self.min_tokens >= 0, f"min_tokens must be >= 0, got {self.min_tokens}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -139,6 +162,7 @@ class TokenSampler:
         self.seen = torch.zeros(1, vocab_size, dtype=torch.bool, device=device)
         self.seen[0, torch.tensor(prompt_ids, dtype=torch.long, device=device)] = True
         self.output_counts = torch.zeros(1, vocab_size, dtype=torch.float32, device=device)
+        self.output_ids: list[int] = []
         self.generator: torch.Generator | None = None
         if params.seed is not None:
             self.generator = torch.Generator(device=device).manual_seed(params.seed)
@@ -157,6 +181,12 @@ class TokenSampler:
     def __call__(self, logits: torch.Tensor) -> tuple[int, float | None]:
         """Next token id (and its log-probability if asked) from logits [V] or [1, V]."""
         logits = logits.reshape(1, -1).float()
+        for processor in self.params.logits_processors:
+            logits = processor(list(self.output_ids), logits[0]).reshape(1, -1)
+        if self.params.logit_bias:
+            ids = torch.tensor(list(self.params.logit_bias), dtype=torch.long, device=logits.device)
+            bias = torch.tensor(list(self.params.logit_bias.values()), dtype=logits.dtype, device=logits.device)
+            logits = logits.index_add(1, ids, bias[None])
         if self._penalised:
             logits = apply_penalties(logits, self.seen, self.output_counts, self._rep, self._presence, self._frequency)
         if self.params.greedy:
@@ -169,4 +199,5 @@ class TokenSampler:
             logprobs = logits.log_softmax(dim=-1) if self.params.logprobs else None
         self.seen[0, token] = True
         self.output_counts[0, token] += 1
+        self.output_ids.append(token)
         return token, (float(logprobs[0, token]) if logprobs is not None else None)

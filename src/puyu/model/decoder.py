@@ -148,6 +148,7 @@ class CausalLM(nn.Module):
         cache: KVCache | None = None,
         mask: torch.Tensor | None = None,
         last_only: bool = False,
+        logits_indices: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits for `input_ids` [B, T].
 
@@ -158,9 +159,12 @@ class CausalLM(nn.Module):
             mask: bool attention mask broadcastable to [B, H, T, T] (True = attend), without a cache:
                 padding or packed-document masks. None = plain causal.
             last_only: project only the last position (decoding needs nothing else).
+            logits_indices: project only these positions [R] (a batch engine flattens several sequences into
+                one row and needs each one's last position); overrides `last_only`.
 
         Returns:
-            logits [B, T, vocab] (or [B, 1, vocab] with `last_only`), in the model's dtype.
+            logits [B, T, vocab] (or [B, 1, vocab] with `last_only`, [B, R, vocab] with `logits_indices`), in the
+            model's dtype.
         """
         b, t = input_ids.shape
         if positions is None:
@@ -177,7 +181,9 @@ class CausalLM(nn.Module):
                 x = layer(x, rope, cache, mask)
         if cache is not None:
             cache.advance(t)
-        if last_only:
+        if logits_indices is not None:
+            x = x[:, logits_indices]
+        elif last_only:
             x = x[:, -1:]
         return self.lm_head(self.model.norm(x))
 
