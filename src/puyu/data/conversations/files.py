@@ -259,9 +259,7 @@ def _read_json_list(path: Path) -> Iterator[tuple[int | None, Any]]:
     except json.JSONDecodeError as exc:
         yield (
             None,
-            Unreadable(
-                f"malformed json: {exc.msg} (line {exc.lineno} column {exc.colno}); the JSON list was not read"
-            ),
+            Unreadable(f"malformed json: {exc.msg} (line {exc.lineno} column {exc.colno}); the JSON list was not read"),
         )
         return
     yield from enumerate(records, 1)
