@@ -168,12 +168,21 @@ def load_model(
     with torch.device("meta"):
         model = CausalLM(config)
     wanted = checkpoint_shapes(config)
+    quantized = None
+    if "quantization_config" in config.extra:  # weight-only int8/int4: linear layers become quantized modules
+        from puyu.quant.loading import QuantizedLoader, QuantSpec
+
+        spec = QuantSpec.from_config(config.extra["quantization_config"], source=str(folder / "config.json"))
+        quantized = QuantizedLoader(model, spec, target_device)
+        wanted = quantized.plain_names(wanted)
     seen: set[str] = set()
     unexpected: list[str] = []
     for file in weight_files(folder):
         for name, tensor in iter_tensors(file):
             if is_ignored(name) or (config.tie_word_embeddings and name in ("lm_head.weight", "output.weight")):
                 continue  # some tied checkpoints store the shared matrix twice
+            if quantized is not None and quantized.take(name, tensor):
+                continue
             if name not in wanted:
                 unexpected.append(name)
                 continue
@@ -190,6 +199,8 @@ def load_model(
     if missing:
         raise PuyuError(f"{folder}: missing tensors {_few(missing)}")
     model.tie_weights()
+    if quantized is not None:
+        quantized.finish(folder)
     model.rotary.materialize(target_device)
     return model.eval()
 
