@@ -1,4 +1,4 @@
-# puyu: `make quickstart` runs the chain that exists end to end; `make test` runs the test suite.
+# puyu: `make quickstart` runs the whole chain end to end; `make test` runs the test suite.
 # Both create .venv on first use. torch is pinned to 2.13.0 and installed first: that resolves to a
 # local CPU build here, where any other spec would pull gigabytes of CUDA packages.
 
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PUYU := $(VENV)/bin/puyu
 QUICKSTART_DIR ?= runs/quickstart
 
-.PHONY: install test lint format quickstart bench clean
+.PHONY: install test lint format quickstart quickstart-tiny bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,25 +30,15 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The chain that exists today, on this repository's own docs (no downloads): train a BPE tokenizer → clean,
-# filter, deduplicate and tokenize the docs → pretrain a tiny InternLM2-architecture model → plot its curves →
-# export an HF folder → convert it to the Llama layout → generate from both (identical output) → chat.
+# The whole chain on a synthetic default world (no downloads): generate the world → data pipeline → tokenizer →
+# pretrain a tiny InternLM2-architecture model → LoRA SFT → merge → int8 quantization → evaluation of the base,
+# SFT and int8 models + a calculator tool-call check → report. Finished stages are cached (a re-run skips them).
 quickstart: install
-	rm -rf $(QUICKSTART_DIR)
-	$(PUYU) tokenizer train README.md docs --vocab-size 1024 --out $(QUICKSTART_DIR)/tokenizer
-	$(PUYU) data prepare --input README.md --input docs --output $(QUICKSTART_DIR)/data \
-		--tokenizer $(QUICKSTART_DIR)/tokenizer --workers 1
-	$(PUYU) pretrain configs/pretrain/internlm2-tiny.yaml run_dir=$(QUICKSTART_DIR)/pretrain \
-		'data.train=[{path: $(QUICKSTART_DIR)/data/tokens}]' model.overrides.vocab_size=1024 max_steps=100
-	$(PUYU) export $(QUICKSTART_DIR)/pretrain --out $(QUICKSTART_DIR)/internlm2-tiny
-	$(PUYU) model info $(QUICKSTART_DIR)/internlm2-tiny
-	$(PUYU) convert $(QUICKSTART_DIR)/internlm2-tiny --to llama --out $(QUICKSTART_DIR)/llama-tiny
-	$(PUYU) generate $(QUICKSTART_DIR)/internlm2-tiny --prompt "The model" --max-tokens 48 --temperature 0
-	$(PUYU) generate $(QUICKSTART_DIR)/llama-tiny --prompt "The model" --max-tokens 48 --temperature 0
-	@echo
-	@echo "Data report:   $(QUICKSTART_DIR)/data/report.md"
-	@echo "Loss curve:    $(QUICKSTART_DIR)/pretrain/plots/loss.png"
-	@echo "Next:          $(PUYU) chat $(QUICKSTART_DIR)/internlm2-tiny"
+	$(PUYU) quickstart --out $(QUICKSTART_DIR)
+
+# The same chain at miniature sizes, in about a minute.
+quickstart-tiny: install
+	$(PUYU) quickstart --size tiny --out $(QUICKSTART_DIR)-tiny
 
 bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -57,6 +47,12 @@ bench: install
 	$(PY) benchmarks/data_dedup.py
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/finetune.py
+	$(PY) benchmarks/finetune_alpaca.py
+	cd benchmarks && ../$(PY) serve_throughput.py
+	$(PY) benchmarks/serve_load.py
+	$(PY) benchmarks/quant_decode.py
+	$(PY) benchmarks/eval_vs_lmeval.py
 
 clean:
-	rm -rf $(QUICKSTART_DIR) .pytest_cache .ruff_cache
+	rm -rf $(QUICKSTART_DIR) $(QUICKSTART_DIR)-tiny .pytest_cache .ruff_cache

@@ -110,12 +110,19 @@ def _bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def _byte_level_pipeline(tok: Any) -> None:
+def _split_pattern(max_digits: int) -> str:
+    """The pre-tokenizer's split regex; runs of up to `max_digits` digits stay together (1: every digit alone)."""
+    if max_digits == 1:
+        return _SPLIT_PATTERN
+    return _SPLIT_PATTERN.replace(r"|\p{N}|", rf"|\p{{N}}{{1,{max_digits}}}|", 1)
+
+
+def _byte_level_pipeline(tok: Any, max_digits: int = 1) -> None:
     from tokenizers import Regex, decoders, pre_tokenizers
 
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_SPLIT_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(_split_pattern(max_digits)), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
         ]
     )
@@ -215,6 +222,7 @@ def train_bpe(
     special_tokens: Sequence[str] | None = None,
     min_frequency: int = 2,
     chat_tokens: str = "internlm2",
+    max_digits: int = 1,
     show_progress: bool = True,
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer and save it.
@@ -231,6 +239,9 @@ def train_bpe(
         min_frequency: A pair must occur this often to be merged.
         chat_tokens: Chat token family: "internlm2", "qwen2" or "llama3" (sets BOS/EOS/pad, the chat
             tokens and the family's built-in chat template from `puyu.chat`).
+        max_digits: Longest run of digits one pre-token may hold: 1 (the default) splits every digit, as Qwen2
+            does; 3 keeps runs of up to three digits together, as Llama 3 does, so BPE can learn numbers up to
+            999 as single tokens.
         show_progress: Show the `tokenizers` progress bar.
 
     Returns:
@@ -253,9 +264,11 @@ def train_bpe(
         )
     if min_frequency < 1:
         raise PuyuError(f"min_frequency={min_frequency}: must be at least 1")
+    if max_digits < 1:
+        raise PuyuError(f"max_digits={max_digits}: must be at least 1")
 
     tok = HFTokenizer(models.BPE())
-    _byte_level_pipeline(tok)
+    _byte_level_pipeline(tok, max_digits)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,

@@ -1,0 +1,44 @@
+"""Give the chat tokens a pretrained model never saw sensible embeddings before adapter fine-tuning.
+
+Pretraining on plain text never shows `<|im_start|>`, `<|im_end|>`, `<|action_start|>`, ...: their input
+embeddings stay at initialisation and their output rows are pushed far down by every softmax, so a LoRA
+adapter (which leaves embeddings and the output matrix frozen) can hardly learn to emit them. Setting
+those rows to the mean of the trained rows plus noise of the rows' spread (Hewitt, 2021, "Initializing
+new word embeddings for pretrained language models") starts them at ordinary logits while keeping them
+distinguishable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from puyu.model.checkpoint import load_model, save_model
+from puyu.tokenizer import Tokenizer
+
+
+def unseen_special_ids(tokenizer: Tokenizer) -> list[int]:
+    """Added tokens other than BOS/EOS/pad: the ones plain-text pretraining never produces."""
+    keep = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
+    return sorted(i for i in tokenizer.added_tokens.values() if i not in keep)
+
+
+@torch.no_grad()
+def mean_init_tokens(model_dir: str | Path, token_ids: list[int], *, seed: int = 0) -> None:
+    """Rewrite the embedding and output rows of `token_ids` in the HF folder `model_dir`, in place."""
+    if not token_ids:
+        return
+    model = load_model(model_dir, dtype="float32")
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.tensor(token_ids)
+    matrices = [model.model.embed_tokens.weight]
+    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
+        matrices.append(model.lm_head.weight)
+    for weight in matrices:
+        trained = torch.ones(weight.shape[0], dtype=torch.bool)
+        trained[ids] = False
+        mean, std = weight[trained].mean(0), weight[trained].std(0)
+        noise = torch.randn(len(token_ids), weight.shape[1], generator=generator)
+        weight[ids] = mean + noise * std
+    save_model(model, model_dir)

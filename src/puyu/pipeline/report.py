@@ -1,0 +1,146 @@
+"""The quickstart's markdown report: what each stage did, its figures, loss curves and evaluation scores."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from puyu.io import atomic_path, atomic_write_text
+from puyu.pipeline.stages import StageRecord
+
+MODEL_COLORS = {"base": "#9a9a9a", "sft": "#3b6ea8", "sft-int8": "#d1603d"}
+
+
+def _figure(width: float = 7.0, height: float = 3.6) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _save(figure: Any, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+def loss_figure(runs: dict[str, Path], path: Path) -> Path | None:
+    """Train (and validation) loss of each run (pretrain, SFT) side by side."""
+    from puyu.train.metrics import read_metrics
+
+    series = {}
+    for name, run in runs.items():
+        try:
+            records = read_metrics(run)
+        except Exception:  # a run without a metrics log just has no panel
+            continue
+        train = [(r["step"], r["loss"]) for r in records if r.get("split", "train") == "train" and "loss" in r]
+        val = [
+            (r["step"], r["loss"]) for r in records if r.get("split") in ("validation", "val", "eval") and "loss" in r
+        ]
+        if train or val:
+            series[name] = (train, val)
+    if not series:
+        return None
+    figure = _figure(4.0 * len(series), 3.4)
+    axes = figure.subplots(1, len(series), squeeze=False)[0]
+    for axis, (name, (train, val)) in zip(axes, series.items(), strict=True):
+        if train:
+            axis.plot(*zip(*train, strict=True), color="#3b6ea8", label="train")
+        if val:
+            axis.plot(*zip(*val, strict=True), "o-", color="#d1603d", label="validation", markersize=3)
+        axis.set_title(f"{name} loss")
+        axis.set_xlabel("step")
+        axis.set_ylabel("loss")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return _save(figure, path)
+
+
+def scores_figure(scores: dict[str, dict[str, float]], tool: dict[str, float], path: Path) -> Path | None:
+    """Grouped bars: each task (and the calculator check) by model."""
+    tasks = sorted({t for s in scores.values() for t in s})
+    if tool:
+        tasks.append("calculator_calls")
+    models = list(scores) or list(tool)
+    if not tasks or not models:
+        return None
+    figure = _figure(max(6.0, 1.6 * len(tasks)), 3.6)
+    axis = figure.subplots()
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        values = [scores.get(model, {}).get(t, tool.get(model, 0.0) if t == "calculator_calls" else 0.0) for t in tasks]
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(tasks))]
+        bars = axis.bar(xs, values, width, label=model, color=MODEL_COLORS.get(model))
+        axis.bar_label(bars, fmt="%.0f", fontsize=7)
+    axis.set_xticks(range(len(tasks)), tasks, fontsize=8)
+    axis.set_ylim(0, 105)
+    axis.set_ylabel("score (0-100)")
+    axis.set_title("held-out evaluation")
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def _figures_table(figures: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, value in figures.items():
+        if key == "plots":
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)):
+            value = "`" + json.dumps(value, ensure_ascii=False) + "`"
+        lines.append(f"| {key} | {value} |")
+    return ["| figure | value |", "| --- | --- |", *lines] if lines else []
+
+
+def write_report(root: Path, records: dict[str, StageRecord], out_dir: Path) -> Path:
+    """Write `root/report.md` (and its PNGs beside it, in `out_dir`); returns the report's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# puyu quickstart report", ""]
+    runs = {name: records[name].output("run") for name in ("pretrain", "sft") if name in records}
+    loss_png = loss_figure(runs, out_dir / "loss.png")
+    evaluation = records.get("eval")
+    scores = evaluation.figures.get("scores", {}) if evaluation else {}
+    tool = {
+        m: s.get("call_accuracy", 0.0)
+        for m, s in (evaluation.figures.get("tool_calls", {}) if evaluation else {}).items()
+    }
+    scores_png = scores_figure(scores, tool, out_dir / "scores.png")
+    total = sum(r.seconds for r in records.values())
+    lines += [
+        "| stage | seconds | peak RSS (MB) | folder |",
+        "| --- | ---: | ---: | --- |",
+        *[
+            f"| {r.name} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | `{os.path.relpath(r.dir, root)}` |"
+            for r in records.values()
+        ],
+        f"| total | {total:.1f} | | |",
+        "",
+        "Seconds are those of the run that built each stage; a cached stage keeps its original time.",
+        "",
+    ]
+    if scores:
+        tasks = sorted({t for s in scores.values() for t in s})
+        lines += [
+            "## Evaluation",
+            "",
+            "| model | " + " | ".join(tasks) + " | calculator calls |",
+            "| --- |" + " ---: |" * (len(tasks) + 1),
+        ]
+        for model, per_task in scores.items():
+            cells = [f"{per_task[t]:.1f}" if t in per_task else "" for t in tasks]
+            lines.append(f"| {model} | " + " | ".join(cells) + f" | {tool.get(model, float('nan')):.1f} |")
+        lines.append("")
+    if scores_png:
+        lines += [f"![scores]({os.path.relpath(scores_png, root)})", ""]
+    if loss_png:
+        lines += ["## Training", "", f"![loss]({os.path.relpath(loss_png, root)})", ""]
+    lines += ["## Stages", ""]
+    for record in records.values():
+        lines += [f"### {record.name}", "", *_figures_table(record.figures), ""]
+    path = root / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
