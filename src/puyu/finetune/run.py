@@ -10,7 +10,6 @@ each with the base's tokenizer files.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,10 @@ from puyu.finetune.hooks import EvaluateChatHook
 from puyu.finetune.objectives import PreferenceLoss, causal_lm_loss
 from puyu.finetune.preference_data import PreferenceBatches, attach_reference, load_preference_pairs
 from puyu.finetune.sft_data import DataReport, SampleBatches, chat_templates, load_chat_samples, load_text_samples
-from puyu.io import atomic_path, atomic_write_text
+from puyu.io import atomic_write_text
 from puyu.model.checkpoint import load_model, save_model
 from puyu.model.config import ModelConfig
-from puyu.model.convert import TOKENIZER_FILES
+from puyu.model.convert import copy_tokenizer_files
 from puyu.model.decoder import CausalLM
 from puyu.tokenizer import Tokenizer
 from puyu.train.distributed import init_distributed, seed_everything
@@ -238,11 +237,3 @@ def save_artefact(config: FinetuneConfig, model: CausalLM, output: Path) -> Path
         save_model(model, output, dtype=stored)
     copy_tokenizer_files(base, output)
     return output
-
-
-def copy_tokenizer_files(source: Path, target: Path) -> None:
-    """Copy a model folder's tokenizer files (and chat template) next to an artefact."""
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            with atomic_path(target / name) as tmp:
-                shutil.copyfile(source / name, tmp)

@@ -48,12 +48,17 @@ def convert_checkpoint(
     config = ModelConfig.from_pretrained(source)
     model = load_model(source, dtype=config.torch_dtype)  # stored dtype: conversion is bit-exact
     save_model(model, target, family=family, max_shard_size=max_shard_size)
+    copy_tokenizer_files(source, target)
+    drop_remote_code(target / "tokenizer_config.json", family)
+    return target
+
+
+def copy_tokenizer_files(source: Path, target: Path) -> None:
+    """Copy a model folder's tokenizer files (and chat template) that exist into `target`, atomically."""
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             with atomic_path(target / name) as tmp:
                 shutil.copyfile(source / name, tmp)
-    drop_remote_code(target / "tokenizer_config.json", family)
-    return target
 
 
 def drop_remote_code(file: Path, family: Family) -> None:

@@ -20,7 +20,7 @@ from puyu.errors import PuyuError
 from puyu.io import atomic_path
 from puyu.model.checkpoint import load_model, parse_dtype
 from puyu.model.config import ModelConfig
-from puyu.model.convert import TOKENIZER_FILES
+from puyu.model.convert import copy_tokenizer_files
 from puyu.model.decoder import CausalLM
 from puyu.model.weight_names import internal_shapes
 from puyu.quant.loading import (
@@ -28,6 +28,7 @@ from puyu.quant.loading import (
     METHODS,
     QUANT_CONFIG_KEY,
     QuantSpec,
+    _set_module,
     finalize_head,
     quantized_paths,
     save_quantized,
@@ -67,9 +68,7 @@ def quantize_model(model: CausalLM, spec: QuantSpec, *, head: bool = True) -> Ca
         if isinstance(module, QuantLinear):
             raise PuyuError(f"{path} is already quantized")
         assert isinstance(module, nn.Linear)
-        parent, _, attr = path.rpartition(".")
-        quantized = quantize_linear(module, spec, path).to(module.weight.device)
-        setattr(model.get_submodule(parent) if parent else model, attr, quantized)
+        _set_module(model, path, quantize_linear(module, spec, path).to(module.weight.device))
     return model
 
 
@@ -101,10 +100,10 @@ def read_calibration_texts(path: str | os.PathLike[str]) -> list[str]:
 
 def copy_side_files(source: Path, target: Path) -> None:
     """Tokenizer files and any remote modeling code (*.py) beside the weights."""
-    names = [n for n in TOKENIZER_FILES if (source / n).is_file()] + [p.name for p in source.glob("*.py")]
-    for name in names:
-        with atomic_path(target / name) as tmp:
-            shutil.copyfile(source / name, tmp)
+    copy_tokenizer_files(source, target)
+    for code in source.glob("*.py"):
+        with atomic_path(target / code.name) as tmp:
+            shutil.copyfile(code, tmp)
 
 
 def quantize_folder(
