@@ -35,9 +35,14 @@ class SamplingState:
     generator: torch.Generator | None = None
     seen: torch.Tensor | None = None  # [V] bool: prompt or output (repetition penalty)
     counts: torch.Tensor | None = None  # [V] float: occurrences in the output
+    bias_ids: torch.Tensor | None = None  # [B] long: `params.logit_bias` keys, built once
+    bias_values: torch.Tensor | None = None  # [B] float: their values
 
     def __post_init__(self) -> None:
         p = self.params
+        if p.logit_bias:
+            self.bias_ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=self.device)
+            self.bias_values = torch.tensor(list(p.logit_bias.values()), dtype=torch.float32, device=self.device)
         if p.seed is not None:
             self.generator = torch.Generator(device=self.device).manual_seed(p.seed)
         self.penalised = p.repetition_penalty != 1 or p.presence_penalty != 0 or p.frequency_penalty != 0
@@ -126,9 +131,8 @@ class Sampler:
             p = state.params
             for processor in p.logits_processors:
                 logits[i] = processor(list(state.output_ids), logits[i])
-            if p.logit_bias:
-                ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=logits.device)
-                logits[i, ids] += torch.tensor(list(p.logit_bias.values()), dtype=logits.dtype, device=logits.device)
+            if state.bias_ids is not None and state.bias_values is not None:
+                logits[i, state.bias_ids] += state.bias_values
             if len(state.output_ids) < p.min_tokens and state.stop_ids:
                 logits[i, state.stop_ids] = float("-inf")
         penalised = [i for i, s in enumerate(states) if s.penalised]

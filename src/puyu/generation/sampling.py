@@ -163,6 +163,12 @@ class TokenSampler:
         self.seen[0, torch.tensor(prompt_ids, dtype=torch.long, device=device)] = True
         self.output_counts = torch.zeros(1, vocab_size, dtype=torch.float32, device=device)
         self.output_ids: list[int] = []
+        self._bias: tuple[torch.Tensor, torch.Tensor] | None = None  # logit_bias ids and values, built once
+        if params.logit_bias:
+            self._bias = (
+                torch.tensor(list(params.logit_bias), dtype=torch.long, device=device),
+                torch.tensor(list(params.logit_bias.values()), dtype=torch.float32, device=device),
+            )
         self.generator: torch.Generator | None = None
         if params.seed is not None:
             self.generator = torch.Generator(device=device).manual_seed(params.seed)
@@ -183,10 +189,8 @@ class TokenSampler:
         logits = logits.reshape(1, -1).float()
         for processor in self.params.logits_processors:
             logits = processor(list(self.output_ids), logits[0]).reshape(1, -1)
-        if self.params.logit_bias:
-            ids = torch.tensor(list(self.params.logit_bias), dtype=torch.long, device=logits.device)
-            bias = torch.tensor(list(self.params.logit_bias.values()), dtype=logits.dtype, device=logits.device)
-            logits = logits.index_add(1, ids, bias[None])
+        if self._bias is not None:
+            logits = logits.index_add(1, self._bias[0], self._bias[1][None])
         if self._penalised:
             logits = apply_penalties(logits, self.seen, self.output_counts, self._rep, self._presence, self._frequency)
         if self.params.greedy:
