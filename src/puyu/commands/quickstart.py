@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from puyu.pipeline.quickstart import STAGE_NAMES
+from puyu.pipeline import STAGE_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

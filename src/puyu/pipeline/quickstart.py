@@ -20,11 +20,11 @@ import yaml
 from puyu.configuration import from_dict, load_config, to_dict
 from puyu.errors import PuyuError
 from puyu.io import atomic_write_text
+from puyu.pipeline import STAGE_NAMES
 from puyu.pipeline.stages import Pipeline, Stage, StageContext
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SIZES = ("tiny", "default")
-STAGE_NAMES = ("world", "data", "tokenizer", "pretrain", "sft", "merge", "quantize", "eval", "report")
 VERSION = "3"
 
 
