@@ -155,7 +155,7 @@ def make_quant_module(linear: nn.Linear, spec: QuantSpec, path: str) -> QuantLin
     return Int4Linear(linear.in_features, linear.out_features, bias=bias, group_size=spec.group_size)
 
 
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
     parent, _, attr = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, attr, module)
 
@@ -262,7 +262,7 @@ def install_quant_modules(model: CausalLM, spec: QuantSpec, paths: list[str]) ->
             raise PuyuError(f"{path}: expected a linear layer, found {type(linear).__name__}")
         with torch.device(linear.weight.device):
             module = make_quant_module(linear, spec, path)
-        _set_module(model, path, module)
+        set_module(model, path, module)
         installed[path] = module
     return installed
 

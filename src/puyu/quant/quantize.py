@@ -28,10 +28,10 @@ from puyu.quant.loading import (
     METHODS,
     QUANT_CONFIG_KEY,
     QuantSpec,
-    _set_module,
     finalize_head,
     quantized_paths,
     save_quantized,
+    set_module,
 )
 from puyu.quant.weight_only import Int4Linear, Int8Linear, QuantLinear, check_int4_shape
 
@@ -68,7 +68,7 @@ def quantize_model(model: CausalLM, spec: QuantSpec, *, head: bool = True) -> Ca
         if isinstance(module, QuantLinear):
             raise PuyuError(f"{path} is already quantized")
         assert isinstance(module, nn.Linear)
-        _set_module(model, path, quantize_linear(module, spec, path).to(module.weight.device))
+        set_module(model, path, quantize_linear(module, spec, path).to(module.weight.device))
     return model
 
 
