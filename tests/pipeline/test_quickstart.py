@@ -69,10 +69,11 @@ def test_tiny_chain_caches_and_reruns_downstream(tmp_path: Path) -> None:
         assert "quantization_config" in quantized
         scores = records["eval"].figures["scores"]
         assert set(scores) == {"base", "sft", "sft-int8"}
-        assert set(scores["sft"]) == {"world_facts_qa", "world_facts_mc", "world_sums"}
+        assert set(scores["sft"]) == {"world_facts_qa", "world_facts_paraphrase", "world_facts_mc", "world_sums"}
         assert records["eval"].figures["tool_calls"]["sft"]["requests"] == config.tool_check_limit
         report = (tmp_path / "report.md").read_text()
         assert all(f"| {name} |" in report for name in records if name != "report")
+        assert "## Goals" in report and "| correct calculator calls ≥ 80% |" in report
         assert (tmp_path / "stages").glob("report-*/loss.png") and (tmp_path / "model").resolve().is_dir()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from puyu.chat import ChatTemplate
 from puyu.data.conversations import validate_chat_file
 from puyu.pipeline.calculator import evaluate
-from puyu.pipeline.corpus import write_corpus
+from puyu.pipeline.corpus import sum_table_documents, write_corpus
 from puyu.pipeline.evalsets import excluded_keys, write_eval_sets
 from puyu.pipeline.questions import RELATIONS
 from puyu.pipeline.sft import build_sft, write_jsonl
@@ -92,7 +94,7 @@ def test_eval_sets_hold_out_questions_people_and_arithmetic(tmp_path: Path) -> N
     held = {world.people[i].name.en for i in world.held_out} | {world.people[i].name.zh for i in world.held_out}
     rows = {
         name: [json.loads(line) for line in (tmp_path / f"{name}.jsonl").open()]
-        for name in ("facts_qa", "facts_mc", "sums_qa", "tool_requests")
+        for name in ("facts_qa", "facts_paraphrase", "facts_mc", "sums_qa", "tool_requests")
     }
     for name, items in rows.items():
         assert items, name
@@ -100,8 +102,18 @@ def test_eval_sets_hold_out_questions_people_and_arithmetic(tmp_path: Path) -> N
             assert row["question"] not in sft_questions, row
     # No held-out person is asked about in SFT, and every fact question is about a held-out person.
     assert not any(name in sft_text for name in held)
-    for row in rows["facts_qa"] + rows["facts_mc"]:
+    for row in rows["facts_qa"] + rows["facts_paraphrase"] + rows["facts_mc"]:
         assert any(name in row["question"] for name in held)
+    # The corpus describes held-out people but no document asks about them.
+    write_corpus(world, tmp_path / "corpus", "default", 0)
+    asked = [
+        part.split(" Answer: ")[0]
+        for line in (tmp_path / "corpus" / "people_qa.jsonl").open(encoding="utf-8")
+        for part in json.loads(line)["text"].split("Question: ")[1:]
+    ]
+    bios = (tmp_path / "corpus" / "people_en.jsonl").read_text(encoding="utf-8")
+    assert len(asked) > 100
+    assert all(name in bios and not any(name in q for q in asked) for name in held if name.isascii())
     # Held-out calculator expressions never occur in SFT questions.
     for row in rows["tool_requests"]:
         assert row["expression"] not in sft_text
@@ -117,13 +129,30 @@ def test_corpus_calculator_lines_copy_the_request_into_a_valid_call(tmp_path: Pa
     write_corpus(world, tmp_path, "tiny", 2)
     lines = [line for doc in (tmp_path / "calculator.jsonl").open() for line in json.loads(doc)["text"].splitlines()]
     assert len(lines) >= 10
-    words = {"plus": "+", "minus": "-", "times": "*"}
     for line in lines:
-        request, call = line.removeprefix("To work out ").split(", call the calculator: ")
-        a, op, b = request.split(" ")
+        request, call = line[: line.index("{")], line[line.index("{") :]
         expression = json.loads(call)["parameters"]["expression"]
-        assert expression == f"{a} {words.get(op, op)} {b}"
-        evaluate(expression)
+        a, _, b = expression.split(" ")
+        assert f"{a} " in request and f" {b}" in request and evaluate(expression) is not None
+
+
+def test_corpus_copying_lines_repeat_fresh_strings_and_tables_hold_every_sum(tmp_path: Path) -> None:
+    world = build_world(0, "tiny")
+    write_corpus(world, tmp_path, "tiny", 0)
+    lines = [line for doc in (tmp_path / "copying.jsonl").open() for line in json.loads(doc)["text"].splitlines()]
+    assert len(lines) >= 50
+    for line in lines:
+        # The copied item (digits, an expression's numbers or a name) is stated twice in its line.
+        if line.startswith("Ticket "):
+            items = [line.split(" belongs to ")[1].split(".")[0]]
+        else:
+            items = re.findall(r"\d+", line)
+        assert items and all(line.count(item) >= 2 for item in items), line
+    codes = [line.split()[3].rstrip(".") for line in lines if line.startswith("The code is ")]
+    assert len(set(codes)) == len(codes) > 5  # fresh every time: nothing to memorise
+    tables = sum_table_documents(random.Random(0))
+    assert len(tables) == len(set(tables)) == 60
+    assert all(sum(f"{a} + {b} = {a + b}." in t for t in tables) == 6 for a in range(10) for b in range(10))
 
 
 @pytest.mark.parametrize("bad", ["__import__('os')", "2 ** 8", "a + 1", "1 +"])

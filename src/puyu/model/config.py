@@ -330,4 +330,8 @@ class ModelConfig:
 
         if name not in PRESETS:
             raise PuyuError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
-        return dataclasses.replace(PRESETS[name], **overrides)
+        preset = PRESETS[name]
+        if "head_dim" not in overrides and preset.head_dim == preset.hidden_size // preset.num_heads:
+            # A derived head width follows the new shape; only an explicitly set one is kept.
+            overrides["head_dim"] = None
+        return dataclasses.replace(preset, **overrides)

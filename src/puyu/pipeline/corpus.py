@@ -2,8 +2,10 @@
 
 Each person gets several biographies, each with the facts in a fresh order and each fact in one of several
 paraphrases, because a model only learns to retrieve a fact in new contexts when it has seen it stated
-in varied ways. A few noisy documents (exact copies, spam) are mixed in so the data stage has something
-to remove.
+in varied ways. Held-out people are only described: Q&A pages exist for the trained people alone. Copying
+lines and addition tables give the skills the instruction tasks rest on (copying operands and names,
+one-digit sums) plain-text practice: a LoRA adapter builds little of a skill the base model lacks. A few noisy
+documents (exact copies, spam) are mixed in so the data stage has something to remove.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from puyu.io import atomic_path
 from puyu.pipeline.calculator import OPERATOR_WORDS, random_pair
 from puyu.pipeline.questions import RELATIONS, ask
-from puyu.pipeline.world import JOBS, Person, World
+from puyu.pipeline.world import JOBS, NameMaker, Person, World
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,32 @@ class CorpusSize:
     qa_docs: int  # question-and-answer documents per person
     arithmetic_docs: int
     calculator_docs: int
+    copy_docs: int
+    table_docs: int  # one-digit addition tables (at most 60: 6 wordings x 10 first addends)
     noise_docs: int
 
 
 CORPUS_SIZES = {
-    "tiny": CorpusSize(bios_en=2, bios_zh=1, qa_docs=1, arithmetic_docs=20, calculator_docs=10, noise_docs=4),
-    "default": CorpusSize(bios_en=12, bios_zh=4, qa_docs=3, arithmetic_docs=300, calculator_docs=200, noise_docs=20),
+    "tiny": CorpusSize(
+        bios_en=2,
+        bios_zh=1,
+        qa_docs=1,
+        arithmetic_docs=20,
+        calculator_docs=10,
+        copy_docs=10,
+        table_docs=10,
+        noise_docs=4,
+    ),
+    "default": CorpusSize(
+        bios_en=12,
+        bios_zh=4,
+        qa_docs=3,
+        arithmetic_docs=300,
+        calculator_docs=200,
+        copy_docs=600,
+        table_docs=60,
+        noise_docs=20,
+    ),
 }
 
 
@@ -191,17 +213,76 @@ def arithmetic_document(rng: random.Random, lines: int = 12) -> str:
     return " ".join(small_sum_line(rng) if i % 3 == 0 else arithmetic_line(rng) for i in range(lines))
 
 
+# Ways of stating a one-digit sum: the tables use each with each first addend once, so no two table
+# documents are near-duplicates (the data stage would drop all but one of a shuffled repeat).
+SUM_FORMS = (
+    "When we add {a} and {b}, the answer is {c}. {a} + {b} = {c}.",
+    "If you add {b} to {a}, you get {c}: {a} + {b} = {c}.",
+    "{a} plus {b} makes {c}, which we write as {a} + {b} = {c}.",
+    "Adding {b} to {a} gives {c}. So {a} + {b} = {c}.",
+    "The sum of {a} and {b} is {c}, that is {a} + {b} = {c}.",
+    "Take {a} and add {b}: the result is {c}. {a} + {b} = {c}.",
+)
+
+
+def sum_table_documents(rng: random.Random) -> list[str]:
+    """The one-digit addition table, one document per first addend and way of stating it, in shuffled order."""
+    docs = []
+    for form in SUM_FORMS:
+        for a in range(10):
+            addends = list(range(10))
+            rng.shuffle(addends)
+            docs.append(" ".join(form.format(a=a, b=b, c=a + b) for b in addends))
+    rng.shuffle(docs)
+    return docs
+
+
 def calculator_line(rng: random.Random) -> str:
-    """A request in words next to the calculator call it needs: copying numbers into an expression."""
+    """A request in words next to the calculator call it needs: copying numbers into an expression.
+
+    One fixed layout on purpose: at this model size and budget, varying the wording and the distance
+    between request and call (filler sentences) left the pretrained model copying no operand at all,
+    while the fixed layout reached 38 of 60 in that layout.
+    """
     a, op, b = random_pair(rng)
-    word = OPERATOR_WORDS[op]
-    request = rng.choice((f"{a} {word} {b}", f"{a} {op} {b}"))
+    request = rng.choice((f"{a} {OPERATOR_WORDS[op]} {b}", f"{a} {op} {b}"))
     call = json.dumps({"name": "calculator", "parameters": {"expression": f"{a} {op} {b}"}})
     return f"To work out {request}, call the calculator: {call}"
 
 
 def calculator_document(rng: random.Random, lines: int = 8) -> str:
     return "\n".join(calculator_line(rng) for _ in range(lines))
+
+
+def _digits(rng: random.Random) -> str:
+    return "".join(str(rng.randrange(10)) for _ in range(rng.randint(3, 8)))
+
+
+def copy_line(rng: random.Random, names: NameMaker) -> str:
+    """A short sentence that repeats a fresh digit string, expression or name: text only copying predicts.
+
+    Digits and names drawn fresh for every line cannot be memorised, so the loss on their second
+    mention falls only once the model copies from context, the skill calculator calls rest on. Lines
+    are short and the copies contiguous, the form in which a small model learns copying fastest.
+    """
+    kind = rng.randrange(5)
+    if kind == 0:
+        code = _digits(rng)
+        return f"The code is {code}. Enter {code}."
+    if kind == 1:
+        name = f"{names.make((2, 2)).en} {names.make((2, 3)).en}"
+        return f"Ticket {_digits(rng)} belongs to {name}. The owner is {name}."
+    a, op, b = random_pair(rng)
+    if kind == 2:
+        return f"Say {a} {op} {b}: {a} {op} {b}."
+    if kind == 3:
+        return f"Write {a} {OPERATOR_WORDS[op]} {b} as an expression: {a} {op} {b}."
+    return f'The request "{a} {op} {b}" becomes {json.dumps({"expression": f"{a} {op} {b}"})}.'
+
+
+def copy_document(rng: random.Random, lines: int = 10) -> str:
+    names = NameMaker(rng)
+    return "\n".join(copy_line(rng, names) for _ in range(lines))
 
 
 def noise_documents(rng: random.Random, docs: list[str], count: int) -> list[str]:
@@ -228,10 +309,15 @@ def write_corpus(world: World, out_dir: str | Path, size: str, seed: int) -> dic
     files = {
         "people_en": people_en,
         "people_zh": people_zh,
-        "people_qa": [qa_document(world, p, rng) for p in world.people for _ in range(spec.qa_docs)],
+        # Held-out people are only described, never asked about: their questions are the evaluation's.
+        "people_qa": [
+            qa_document(world, world.people[i], rng) for i in world.trained_people() for _ in range(spec.qa_docs)
+        ],
         "places": place_documents(world),
         "arithmetic": [arithmetic_document(rng) for _ in range(spec.arithmetic_docs)],
+        "sum_tables": sum_table_documents(rng)[: spec.table_docs],
         "calculator": [calculator_document(rng) for _ in range(spec.calculator_docs)],
+        "copying": [copy_document(rng) for _ in range(spec.copy_docs)],
         "web_noise": noise_documents(rng, people_en, spec.noise_docs),
     }
     out = Path(out_dir)

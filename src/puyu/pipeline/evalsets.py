@@ -1,9 +1,11 @@
 """Held-out evaluation sets and the generic YAML task files that `puyu eval` reads.
 
-The sets ask about held-out people (whose facts only the corpus states) with held-out phrasings, and
-about arithmetic pairs the SFT data never contains:
+The sets ask about held-out people, whose facts the corpus states only in biographies (no document and
+no SFT conversation ever asks about them), and about arithmetic pairs the SFT data never contains:
 
-- `facts_qa.jsonl`: short answers (`{"question", "answer", "id"}`), asked in chat; graded by `contains`;
+- `facts_qa.jsonl`: short answers (`{"question", "answer", "id"}`) in the question forms SFT teaches, asked
+  in chat; graded by `contains`;
+- `facts_paraphrase.jsonl`: the same facts asked in wordings no training text uses;
 - `facts_mc.jsonl`: four-way multiple choice (`{"question", "choices", "answer": "A".., "id"}`);
 - `sums_qa.jsonl`: small sums in words, graded by `numeric_match`;
 - `tool_requests.jsonl`: arithmetic requests with the expression the calculator should receive.
@@ -47,6 +49,16 @@ TASKS: dict[str, dict[str, Any]] = {
         "prompt": "{question}",
         "max_tokens": 32,
     },
+    "world_facts_paraphrase": {
+        "type": "generation",
+        "path": "facts_paraphrase.jsonl",
+        "fields": {"question": "question", "answer": "answer"},
+        "metric": "contains",
+        "chat": True,
+        "shots": 0,
+        "prompt": "{question}",
+        "max_tokens": 32,
+    },
     "world_sums": {
         "type": "generation",
         "path": "sums_qa.jsonl",
@@ -69,6 +81,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "options_in_prompt": False,
     },
 }
+# The instruction tasks the SFT-over-base goal is measured on (the paraphrase task is reported beside them).
 INSTRUCTION_TASKS = ("world_facts_qa", "world_sums")
 
 
@@ -89,23 +102,26 @@ def excluded_keys(seed: int, size: str) -> set[str]:
     return {pair_key(*p) for p in tool_pairs} | {pair_key(a, "+", b) for a, b in sums}
 
 
-def fact_sets(world: World, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Short-answer and multiple-choice questions about every held-out person."""
+def fact_sets(world: World, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Short-answer (taught and new wordings) and multiple-choice questions about every held-out person."""
     rng = random.Random(f"eval-facts-{seed}")
-    qa, mc = [], []
+    qa: list[dict[str, Any]] = []
+    paraphrase: list[dict[str, Any]] = []
+    mc: list[dict[str, Any]] = []
     for index in world.held_out:
         person = world.people[index]
         for name in EVAL_RELATIONS:
             rel = relation(name)
             for lang in ("en", "zh"):
                 answer = rel.value(world, person, lang)
-                qa.append(
-                    {
-                        "question": ask(rel, world, person, lang, "eval", rng),
-                        "answer": answer,
-                        "id": f"qa-{index}-{name}-{lang}",
-                    }
-                )
+                for rows, split in ((qa, "train"), (paraphrase, "eval")):
+                    rows.append(
+                        {
+                            "question": ask(rel, world, person, lang, split, rng),
+                            "answer": answer,
+                            "id": f"{'qa' if split == 'train' else 'pp'}-{index}-{name}-{lang}",
+                        }
+                    )
             if name == "birth_year":
                 continue  # years make poor distractors: they differ only in digits
             answer = rel.value(world, person, "en")
@@ -114,13 +130,13 @@ def fact_sets(world: World, seed: int) -> tuple[list[dict[str, Any]], list[dict[
             rng.shuffle(choices)
             mc.append(
                 {
-                    "question": ask(rel, world, person, "en", "eval", rng),
+                    "question": ask(rel, world, person, "en", "train", rng),
                     "choices": choices,
                     "answer": LETTERS[choices.index(answer)],
                     "id": f"mc-{index}-{name}",
                 }
             )
-    return qa, mc
+    return {"facts_qa": qa, "facts_paraphrase": paraphrase, "facts_mc": mc}
 
 
 def arithmetic_sets(seed: int, size: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -153,9 +169,8 @@ def write_eval_sets(world: World, out_dir: str | Path, seed: int, size: str) -> 
     """Write the JSONL sets and one YAML task file per task; returns the YAML paths by task name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    qa, mc = fact_sets(world, seed)
     sums_qa, requests = arithmetic_sets(seed, size)
-    for name, rows in (("facts_qa", qa), ("facts_mc", mc), ("sums_qa", sums_qa), ("tool_requests", requests)):
+    for name, rows in {**fact_sets(world, seed), "sums_qa": sums_qa, "tool_requests": requests}.items():
         write_jsonl(rows, out / f"{name}.jsonl")
     tasks = {}
     for name, body in TASKS.items():

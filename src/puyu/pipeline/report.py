@@ -96,6 +96,59 @@ def _figures_table(figures: dict[str, Any]) -> list[str]:
     return ["| figure | value |", "| --- | --- |", *lines] if lines else []
 
 
+# The quickstart's goals: whole run, memory, and what SFT and quantization must reach.
+GOAL_SECONDS = 15 * 60
+GOAL_PEAK_MB = 4096
+GOAL_SFT_GAIN = 30.0
+GOAL_INT8_GAP = 2.0
+GOAL_TOOL_CALLS = 80.0
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def goal_rows(records: dict[str, StageRecord]) -> list[tuple[str, str, bool]]:
+    """(goal, measured, met) for each goal the figures of `records` can answer."""
+    from puyu.pipeline.evalsets import INSTRUCTION_TASKS
+
+    rows = []
+    if records:
+        seconds = sum(r.seconds for r in records.values())
+        peak = max(r.peak_rss_mb for r in records.values())
+        rows += [
+            (f"whole run ≤ {GOAL_SECONDS // 60} min", f"{seconds / 60:.1f} min", seconds <= GOAL_SECONDS),
+            (f"peak memory ≤ {GOAL_PEAK_MB / 1024:.0f} GB", f"{peak / 1024:.2f} GB", peak <= GOAL_PEAK_MB),
+        ]
+    evaluation = records.get("eval")
+    scores = evaluation.figures.get("scores", {}) if evaluation else {}
+    mean = {m: _mean([s[t] for t in INSTRUCTION_TASKS if t in s]) for m, s in scores.items()}
+    tasks = " + ".join(INSTRUCTION_TASKS)
+    if "base" in mean and "sft" in mean:
+        gain = mean["sft"] - mean["base"]
+        rows.append(
+            (
+                f"SFT − base ≥ {GOAL_SFT_GAIN:.0f} points (mean of {tasks})",
+                f"{mean['sft']:.1f} − {mean['base']:.1f} = {gain:+.1f}",
+                gain >= GOAL_SFT_GAIN,
+            )
+        )
+    if "sft" in mean and "sft-int8" in mean:
+        gap = abs(mean["sft-int8"] - mean["sft"])
+        rows.append((f"int8 within {GOAL_INT8_GAP:.0f} points of SFT", f"{gap:.1f} points", gap <= GOAL_INT8_GAP))
+    tool = (evaluation.figures.get("tool_calls", {}) if evaluation else {}).get("sft")
+    if tool:
+        accuracy = tool["call_accuracy"]
+        rows.append(
+            (
+                f"correct calculator calls ≥ {GOAL_TOOL_CALLS:.0f}%",
+                f"{accuracy:.1f}% ({tool['correct_calls']}/{tool['requests']})",
+                accuracy >= GOAL_TOOL_CALLS,
+            )
+        )
+    return rows
+
+
 def write_report(root: Path, records: dict[str, StageRecord], out_dir: Path) -> Path:
     """Write `root/report.md` (and its PNGs beside it, in `out_dir`); returns the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +175,11 @@ def write_report(root: Path, records: dict[str, StageRecord], out_dir: Path) -> 
         "Seconds are those of the run that built each stage; a cached stage keeps its original time.",
         "",
     ]
+    goals = goal_rows(records)
+    if goals:
+        lines += ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]
+        lines += [f"| {goal} | {measured} | {'yes' if met else 'no'} |" for goal, measured, met in goals]
+        lines += ["", "Time and memory cover the stages built by this run's folder, whichever run built them.", ""]
     if scores:
         tasks = sorted({t for s in scores.values() for t in s})
         lines += [

@@ -167,7 +167,7 @@ class World:
         return [i for i in range(len(self.people)) if i not in held]
 
 
-class _NameMaker:
+class NameMaker:
     """Unique bilingual names from random syllables."""
 
     def __init__(self, rng: random.Random) -> None:
@@ -203,7 +203,7 @@ def build_world(seed: int, size: str = "default", *, held_out_fraction: float = 
         raise PuyuError(f"size {size!r}: choose from {', '.join(SIZES)}")
     spec = WORLD_SIZES[size]
     rng = random.Random(seed)
-    names = _NameMaker(rng)
+    names = NameMaker(rng)
     countries = [Country(names.make((2, 3)), capital=-1) for _ in range(spec.countries)]
     cities = []
     for i in range(spec.cities):
