@@ -152,13 +152,13 @@ def test_config_round_trips_through_hf_json():
         assert ModelConfig.from_hf(config.to_hf()) == config
 
 
-
 def test_preset_overrides_rederive_head_dim():
     # A preset's head width is derived from its shape, so widening the model widens the heads too.
     assert ModelConfig.from_name("internlm2-tiny").head_dim == 16
     assert ModelConfig.from_name("internlm2-tiny", hidden_size=256).head_dim == 64
     assert ModelConfig.from_name("internlm2-tiny", hidden_size=256, num_heads=8, num_kv_heads=2).head_dim == 32
     assert ModelConfig.from_name("internlm2-tiny", hidden_size=256, head_dim=32).head_dim == 32
+
 
 # ---- bad input ------------------------------------------------------------------------------
 
