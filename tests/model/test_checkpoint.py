@@ -158,6 +158,7 @@ def test_preset_overrides_rederive_head_dim():
     assert ModelConfig.from_name("internlm2-tiny", hidden_size=256).head_dim == 64
     assert ModelConfig.from_name("internlm2-tiny", hidden_size=256, num_heads=8, num_kv_heads=2).head_dim == 32
     assert ModelConfig.from_name("internlm2-tiny", hidden_size=256, head_dim=32).head_dim == 32
+    assert ModelConfig.from_name("internlm2-tiny").replace(hidden_size=128).head_dim == 32
 
 
 # ---- bad input ------------------------------------------------------------------------------

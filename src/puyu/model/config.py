@@ -182,6 +182,9 @@ class ModelConfig:
         return self.num_layers * per_layer + embed + d
 
     def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with `changes`; a derived head width follows a new shape, only an explicitly set one is kept."""
+        if "head_dim" not in changes and self.head_dim == self.hidden_size // self.num_heads:
+            changes["head_dim"] = None
         return dataclasses.replace(self, **changes)
 
     # ---- HF config.json -------------------------------------------------------------------------
@@ -330,8 +333,4 @@ class ModelConfig:
 
         if name not in PRESETS:
             raise PuyuError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
-        preset = PRESETS[name]
-        if "head_dim" not in overrides and preset.head_dim == preset.hidden_size // preset.num_heads:
-            # A derived head width follows the new shape; only an explicitly set one is kept.
-            overrides["head_dim"] = None
-        return dataclasses.replace(preset, **overrides)
+        return PRESETS[name].replace(**overrides)
