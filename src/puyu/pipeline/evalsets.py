@@ -114,12 +114,12 @@ def fact_sets(world: World, seed: int) -> dict[str, list[dict[str, Any]]]:
             rel = relation(name)
             for lang in ("en", "zh"):
                 answer = rel.value(world, person, lang)
-                for rows, split in ((qa, "train"), (paraphrase, "eval")):
+                for rows, split, prefix in ((qa, "train", "qa"), (paraphrase, "eval", "pp")):
                     rows.append(
                         {
                             "question": ask(rel, world, person, lang, split, rng),
                             "answer": answer,
-                            "id": f"{'qa' if split == 'train' else 'pp'}-{index}-{name}-{lang}",
+                            "id": f"{prefix}-{index}-{name}-{lang}",
                         }
                     )
             if name == "birth_year":
