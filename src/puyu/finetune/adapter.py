@@ -9,6 +9,11 @@ layout: Llama and Qwen2 use puyu's names as they are; for InternLM2 the projecti
 ([q × G, k, v] per key/value head), so B @ A equals the three separate updates. Its rank is the sum of
 theirs, recorded with `rank_pattern`/`alpha_pattern` so the scale stays alpha / r. Loading reads both
 forms; a fused adapter trained elsewhere splits exactly into q/k/v adapters that share its A.
+
+Trained token rows (`LoraConfig.trainable_token_indices`) are stored as PEFT stores them: the rows' values in
+`base_model.model.<matrix>.token_adapter.trainable_tokens_delta` and their ids in the config's
+`trainable_token_indices`, with the matrices in the base's names (`model.tok_embeddings` and `output` for
+InternLM2).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 
 from puyu.errors import PuyuError, one_line
 from puyu.finetune.lora import LoraConfig, LoRALinear, apply_lora, lora_modules, merge_lora
+from puyu.finetune.trainable_tokens import TOKEN_MATRICES, normalize_token_indices, token_modules
 from puyu.io import atomic_path, atomic_write_text
 from puyu.model.config import ModelConfig
 from puyu.model.weight_names import fuse_wqkv, split_wqkv
@@ -45,6 +51,9 @@ _TO_INTERNLM2 = {
 _FROM_INTERNLM2 = {v: k for k, v in _TO_INTERNLM2.items()}
 _TARGET_NAME = {"o_proj": "wo", "gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"}
 _KEY_RE = re.compile(r"^(?P<module>.+)\.lora_(?P<which>[AB])(?:\.default)?\.weight$")
+_TOKEN_KEY_RE = re.compile(r"^(?P<module>.+)\.token_adapter\.trainable_tokens_delta(?:\.default)?$")
+# Where each family's checkpoints keep the matrices whose token rows can be trained.
+_INTERNLM2_MATRICES = {"model.embed_tokens": "model.tok_embeddings", "lm_head": "output"}
 _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _QKV = ("q_proj", "k_proj", "v_proj")
 
@@ -91,6 +100,7 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike[str], config: Lora
     else:
         targets = list(config.target_modules)
     tensors: dict[str, torch.Tensor] = {}
+    token_indices = _token_tensors(model, tensors)
     rank_pattern: dict[str, int] = {}
     alpha_pattern: dict[str, int | float] = {}
     for name, update in updates.items():
@@ -127,11 +137,33 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike[str], config: Lora
         "revision": None,
         "target_modules": targets,
         "task_type": "CAUSAL_LM",
+        "trainable_token_indices": token_indices,
         "use_dora": False,
         "use_rslora": False,
     }
     atomic_write_text(folder / ADAPTER_CONFIG, json.dumps(peft_config, indent=2) + "\n")
     return folder
+
+
+def _token_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[int] | dict[str, list[int]] | None:
+    """Add the trained token rows to `tensors` under PEFT's names; returns `trainable_token_indices` as PEFT
+    writes it (a list for the embedding alone, else ids per matrix name)."""
+    rows = dict(token_modules(model))
+    if getattr(model.config, "tie_word_embeddings", False):
+        rows.pop(TOKEN_MATRICES[1], None)  # the tied head reads the embedding's rows
+    internlm2 = model.config.family == "internlm2"
+    indices: dict[str, list[int]] = {}
+    for name, module in rows.items():
+        stored = _INTERNLM2_MATRICES[name] if internlm2 else name
+        tensors[f"{PREFIX}{stored}.token_adapter.trainable_tokens_delta"] = (
+            module.trainable_tokens_delta.detach().to("cpu").contiguous()
+        )
+        indices[stored.rpartition(".")[2]] = module.token_ids.tolist()
+    if not indices:
+        return None
+    if list(rows) == [TOKEN_MATRICES[0]]:
+        return next(iter(indices.values()))
+    return indices
 
 
 def _to_internlm2(updates: dict[str, _Update], config: ModelConfig) -> dict[str, _Update]:
@@ -222,11 +254,12 @@ def _pattern_value(patterns: dict, module: str, default: float) -> float:
     return default
 
 
-def _read_updates(folder: Path, raw: dict) -> dict[str, _Update]:
+def _read_updates(folder: Path, raw: dict, tensors: dict[str, torch.Tensor]) -> dict[str, _Update]:
     """The adapter's updates by module name as stored (the checkpoint layout's names)."""
-    tensors = _read_tensors(folder)
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
+        if _TOKEN_KEY_RE.match(key.removeprefix(PREFIX)):
+            continue  # trained token rows: read by `_read_token_rows`
         match = _KEY_RE.match(key.removeprefix(PREFIX))
         if not match:
             raise PuyuError(f"{folder}: unexpected tensor {key} in a LoRA adapter")
@@ -244,6 +277,29 @@ def _read_updates(folder: Path, raw: dict) -> dict[str, _Update]:
     if not updates:
         raise PuyuError(f"{folder}: the adapter holds no tensors")
     return updates
+
+
+def _read_token_rows(
+    folder: Path, raw: dict, tensors: dict[str, torch.Tensor], hidden: int
+) -> tuple[dict[str, list[int]], dict[str, torch.Tensor]]:
+    """The trained token ids and rows by puyu matrix name; PuyuError where ids and rows disagree."""
+    indices = normalize_token_indices(raw.get("trainable_token_indices"))
+    rows: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        match = _TOKEN_KEY_RE.match(key.removeprefix(PREFIX))
+        if match:
+            (name,) = normalize_token_indices({match["module"]: []})  # the matrix's puyu name
+            rows[name] = tensor
+    if set(rows) != set(indices):
+        raise PuyuError(
+            f"{folder}: trainable_token_indices names {sorted(indices) or 'no matrix'} but the weights hold "
+            f"rows for {sorted(rows) or 'none'}"
+        )
+    for name, tensor in rows.items():
+        if tuple(tensor.shape) != (len(indices[name]), hidden):
+            shape, count = tuple(tensor.shape), len(indices[name])
+            raise PuyuError(f"{folder}: {name} token rows {shape} do not fit {count} ids of width {hidden}")
+    return indices, rows
 
 
 def _from_internlm2(updates: dict[str, _Update], config: ModelConfig, where: str) -> dict[str, _Update]:
@@ -306,7 +362,9 @@ def load_adapter(model: nn.Module, adapter_dir: str | os.PathLike[str]) -> LoraC
     folder = Path(adapter_dir)
     raw = read_adapter_config(folder)
     config: ModelConfig = model.config
-    updates = _read_updates(folder, raw)
+    tensors = _read_tensors(folder)
+    updates = _read_updates(folder, raw, tensors)
+    token_ids, token_rows = _read_token_rows(folder, raw, tensors, config.hidden_size)
     trained_for = raw.get("base_model_name_or_path") or "another model"
     if any(".attention." in n or ".feed_forward." in n for n in updates):
         updates = _from_internlm2(updates, config, str(folder))
@@ -332,6 +390,7 @@ def load_adapter(model: nn.Module, adapter_dir: str | os.PathLike[str]) -> LoraC
         alpha=float(raw.get("lora_alpha", 8)),
         dropout=float(raw.get("lora_dropout", 0.0)),
         target_modules=targets,
+        trainable_token_indices=token_ids or None,
     )
     ranks = {name: (u.rank, u.alpha) for name, u in updates.items()}
     apply_lora(model, lora_config, ranks=ranks, modules=set(updates))
@@ -340,6 +399,8 @@ def load_adapter(model: nn.Module, adapter_dir: str | os.PathLike[str]) -> LoraC
             layer = model.get_submodule(name)
             layer.lora_A.copy_(update.a)
             layer.lora_B.copy_(update.b)
+        for name, rows in token_rows.items():
+            model.get_submodule(name).trainable_tokens_delta.copy_(rows)
     return lora_config
 
 

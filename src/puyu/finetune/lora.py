@@ -18,6 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from puyu.errors import PuyuError
+from puyu.finetune.trainable_tokens import (
+    apply_trainable_tokens,
+    merge_trainable_tokens,
+    normalize_token_indices,
+    token_modules,
+)
 
 # puyu's module names (the HF Llama layout) and the InternLM2 names users may know them by.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -40,12 +46,16 @@ class LoraConfig:
         dropout: dropout on the adapter's input during training (PEFT's `lora_dropout`).
         target_modules: projection names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; the
             InternLM2 names wqkv, wo, w1, w2, w3 are accepted and translated), or ["all-linear"].
+        trainable_token_indices: token ids whose embedding rows are trained too (PEFT's field of that name): a
+            list (the embedding; with tied embeddings the output head shares them), or ids per matrix,
+            `{"embed_tokens": [...], "lm_head": [...]}` (InternLM2's `tok_embeddings` / `output` also work).
     """
 
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    trainable_token_indices: list[int] | dict[str, list[int]] | None = None
 
     def __post_init__(self) -> None:
         if self.r <= 0:
@@ -55,6 +65,7 @@ class LoraConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise PuyuError(f"lora.dropout must be in [0, 1), got {self.dropout}")
         self.target_modules = normalize_targets(self.target_modules)
+        normalize_token_indices(self.trainable_token_indices)  # refuse a bad value now, not when applied
 
     @property
     def scaling(self) -> float:
@@ -183,7 +194,8 @@ def apply_lora(
     ranks: dict[str, tuple[int, float]] | None = None,
     modules: set[str] | None = None,
 ) -> nn.Module:
-    """Freeze every base parameter and wrap each targeted projection in a `LoRALinear`, in place.
+    """Freeze every base parameter and wrap each targeted projection in a `LoRALinear` (and the matrices named
+    in `config.trainable_token_indices` in `TrainableTokens`), in place.
 
     Args:
         model: a `CausalLM` (its projections may be NF4Linear).
@@ -209,6 +221,7 @@ def apply_lora(
         found += 1
     if not found:
         raise PuyuError(f"no modules named {', '.join(config.target_modules)} in the model's decoder layers")
+    apply_trainable_tokens(model, normalize_token_indices(config.trainable_token_indices))
     return model
 
 
@@ -219,14 +232,17 @@ def lora_modules(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The adapter weights (A and B of every LoRALinear): what the optimizer trains."""
-    return [p for _, m in lora_modules(model) for p in (m.lora_A, m.lora_B)]
+    """The adapter weights (A and B of every LoRALinear, and trainable token rows): what the optimizer trains."""
+    params = [p for _, m in lora_modules(model) for p in (m.lora_A, m.lora_B)]
+    rows = {id(m.trainable_tokens_delta): m.trainable_tokens_delta for _, m in token_modules(model)}
+    return params + list(rows.values())  # a tied head shares the embedding's rows: listed once
 
 
 @contextmanager
 def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Run the base model: inside the block every adapter is bypassed (DPO's reference model)."""
-    modules = [m for _, m in lora_modules(model)]
+    modules: list[nn.Module] = [m for _, m in lora_modules(model)]
+    modules += [m for _, m in token_modules(model)]
     previous = [m.enabled for m in modules]
     for m in modules:
         m.enabled = False
@@ -239,7 +255,7 @@ def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
 
 @torch.no_grad()
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its base weight and unwrap it, in place; returns the model.
+    """Fold every adapter (and trained token rows) into its base weight and unwrap it, in place; returns the model.
 
     An NF4 base is dequantized first, so the merged layer is a plain `nn.Linear` in the adapter's dtype.
     Parameters stay frozen (the result is an inference model).
@@ -260,4 +276,5 @@ def merge_lora(model: nn.Module) -> nn.Module:
             merged.requires_grad_(False)
         parent_name, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent_name), attr, merged)
+    merge_trainable_tokens(model)
     return model

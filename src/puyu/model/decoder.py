@@ -187,10 +187,11 @@ class CausalLM(nn.Module):
             x = x[:, -1:]
         return self.lm_head(self.model.norm(x))
 
+    # Read off the final norm: the embedding may be wrapped (trainable token rows) and hold no plain weight.
     @property
     def device(self) -> torch.device:
-        return self.model.embed_tokens.weight.device
+        return self.model.norm.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.embed_tokens.weight.dtype
+        return self.model.norm.weight.dtype
