@@ -50,3 +50,14 @@ def test_three_digits_keep_numbers_whole_and_match_transformers(corpus: Path, tm
 def test_max_digits_must_be_positive(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(PuyuError, match="max_digits"):
         _train(corpus, tmp_path, 0)
+
+
+def test_digit_space_joins_a_number_to_its_space_and_matches_transformers(corpus: Path, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    tok = train_bpe([corpus], 400, tmp_path, digit_space=True, show_progress=False)
+    text = "869 minus 189 is 680 and 12345"
+    digits = [p for p in _pieces(tok, text) if any(c.isdigit() for c in p)]
+    assert digits == ["8", "6", "9", " 1", "8", "9", " 6", "8", "0", " 1", "2", "3", "4", "5"]
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert hf.encode(text, add_special_tokens=False) == tok.encode(text, add_special_tokens=False)

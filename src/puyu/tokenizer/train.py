@@ -110,19 +110,20 @@ def _bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def _split_pattern(max_digits: int) -> str:
-    """The pre-tokenizer's split regex; runs of up to `max_digits` digits stay together (1: every digit alone)."""
-    if max_digits == 1:
-        return _SPLIT_PATTERN
-    return _SPLIT_PATTERN.replace(r"|\p{N}|", rf"|\p{{N}}{{1,{max_digits}}}|", 1)
+def _split_pattern(max_digits: int, digit_space: bool = False) -> str:
+    """The pre-tokenizer's split regex; runs of up to `max_digits` digits stay together (1: every digit alone),
+    and with `digit_space` a space before a number joins its first run."""
+    space = " ?" if digit_space else ""
+    digits = r"\p{N}" if max_digits == 1 else rf"\p{{N}}{{1,{max_digits}}}"
+    return _SPLIT_PATTERN.replace(r"|\p{N}|", f"|{space}{digits}|", 1)
 
 
-def _byte_level_pipeline(tok: Any, max_digits: int = 1) -> None:
+def _byte_level_pipeline(tok: Any, max_digits: int = 1, digit_space: bool = False) -> None:
     from tokenizers import Regex, decoders, pre_tokenizers
 
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_split_pattern(max_digits)), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(_split_pattern(max_digits, digit_space)), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
         ]
     )
@@ -223,6 +224,7 @@ def train_bpe(
     min_frequency: int = 2,
     chat_tokens: str = "internlm2",
     max_digits: int = 1,
+    digit_space: bool = False,
     show_progress: bool = True,
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer and save it.
@@ -242,6 +244,10 @@ def train_bpe(
         max_digits: Longest run of digits one pre-token may hold: 1 (the default) splits every digit, as Qwen2
             does; 3 keeps runs of up to three digits together, as Llama 3 does, so BPE can learn numbers up to
             999 as single tokens.
+        digit_space: A space before a number joins its first digits (`" 8", "6", "9"`), as in GPT-2's
+            pre-tokenizer, instead of standing alone (`" ", "8", "6", "9"`). Every number's start is then a
+            token of its own kind, which a small model copying numbers from its context needs: after a lone
+            space it cannot tell which number comes next.
         show_progress: Show the `tokenizers` progress bar.
 
     Returns:
@@ -268,7 +274,7 @@ def train_bpe(
         raise PuyuError(f"max_digits={max_digits}: must be at least 1")
 
     tok = HFTokenizer(models.BPE())
-    _byte_level_pipeline(tok, max_digits)
+    _byte_level_pipeline(tok, max_digits, digit_space)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
