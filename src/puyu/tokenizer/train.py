@@ -110,20 +110,31 @@ def _bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def _split_pattern(max_digits: int, digit_space: bool = False) -> str:
+def _split_pattern(max_digits: int, digit_space: bool = False, split_capitalized: bool = False) -> str:
     """The pre-tokenizer's split regex; runs of up to `max_digits` digits stay together (1: every digit alone),
-    and with `digit_space` a space before a number joins its first run."""
+    with `digit_space` a space before a number joins its first run, and with `split_capitalized` a capitalised
+    word never takes the character before it."""
     space = " ?" if digit_space else ""
     digits = r"\p{N}" if max_digits == 1 else rf"\p{{N}}{{1,{max_digits}}}"
-    return _SPLIT_PATTERN.replace(r"|\p{N}|", f"|{space}{digits}|", 1)
+    pattern = _SPLIT_PATTERN.replace(r"|\p{N}|", f"|{space}{digits}|", 1)
+    if split_capitalized:
+        # Capitalised words first and bare; other words keep their one leading character (space, quote).
+        pattern = pattern.replace(
+            r"|[^\r\n\p{L}\p{N}]?\p{L}+|", r"|\p{Lu}\p{L}*|[^\r\n\p{L}\p{N}]?(?!\p{Lu})\p{L}+|", 1
+        )
+    return pattern
 
 
-def _byte_level_pipeline(tok: Any, max_digits: int = 1, digit_space: bool = False) -> None:
+def _byte_level_pipeline(
+    tok: Any, max_digits: int = 1, digit_space: bool = False, split_capitalized: bool = False
+) -> None:
     from tokenizers import Regex, decoders, pre_tokenizers
 
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_split_pattern(max_digits, digit_space)), behavior="isolated", invert=False),
+            pre_tokenizers.Split(
+                Regex(_split_pattern(max_digits, digit_space, split_capitalized)), behavior="isolated", invert=False
+            ),
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
         ]
     )
@@ -225,6 +236,7 @@ def train_bpe(
     chat_tokens: str = "internlm2",
     max_digits: int = 1,
     digit_space: bool = False,
+    split_capitalized: bool = False,
     show_progress: bool = True,
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer and save it.
@@ -245,9 +257,11 @@ def train_bpe(
             does; 3 keeps runs of up to three digits together, as Llama 3 does, so BPE can learn numbers up to
             999 as single tokens.
         digit_space: A space before a number joins its first digits (`" 8", "6", "9"`), as in GPT-2's
-            pre-tokenizer, instead of standing alone (`" ", "8", "6", "9"`). Every number's start is then a
-            token of its own kind, which a small model copying numbers from its context needs: after a lone
-            space it cannot tell which number comes next.
+            pre-tokenizer, instead of standing alone (`" ", "8", "6", "9"`).
+        split_capitalized: A capitalised word stands apart from the character before it (`" ", "Dime"`
+            instead of `" Dime"`), so a name is the same tokens mid-sentence, at the start of a line or a chat
+            turn, and after a quote: a small model copying a name from the question into its answer then
+            repeats tokens it has seen instead of mapping each `" Dime"` to a different `"Dime"`.
         show_progress: Show the `tokenizers` progress bar.
 
     Returns:
@@ -274,7 +288,7 @@ def train_bpe(
         raise PuyuError(f"max_digits={max_digits}: must be at least 1")
 
     tok = HFTokenizer(models.BPE())
-    _byte_level_pipeline(tok, max_digits, digit_space)
+    _byte_level_pipeline(tok, max_digits, digit_space, split_capitalized)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
