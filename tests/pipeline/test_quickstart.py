@@ -65,6 +65,15 @@ def test_tiny_chain_caches_and_reruns_downstream(tmp_path: Path) -> None:
         assert merged.config.vocab_size == load_model(records["pretrain"].output("model")).config.vocab_size
         adapter = json.loads((records["sft"].output("adapter") / "adapter_config.json").read_text())
         assert adapter["r"] == config.sft["lora"]["r"]
+        # The chat tokens pretraining never saw had their rows trained beside the adapters, then merged.
+        chat_ids = records["pretrain"].figures["new_token_ids"]
+        tokenizer = Tokenizer.from_pretrained(records["pretrain"].output("model"))
+        assert tokenizer.token_to_id("<|action_start|>") in chat_ids
+        assert tokenizer.token_to_id("<|im_end|>") not in chat_ids  # the corpus's chat transcripts hold it
+        assert adapter["trainable_token_indices"] == {"tok_embeddings": chat_ids, "output": chat_ids}
+        base_rows = load_model(records["pretrain"].output("model")).model.embed_tokens.weight
+        moved = (merged.model.embed_tokens.weight != base_rows).any(dim=1).nonzero().flatten().tolist()
+        assert moved == chat_ids
         quantized = json.loads((records["quantize"].output("model") / "config.json").read_text())
         assert "quantization_config" in quantized
         scores = records["eval"].figures["scores"]

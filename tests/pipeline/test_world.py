@@ -12,8 +12,8 @@ import pytest
 
 from puyu.chat import ChatTemplate
 from puyu.data.conversations import validate_chat_file
-from puyu.pipeline.calculator import evaluate
-from puyu.pipeline.corpus import sum_table_documents, write_corpus
+from puyu.pipeline.calculator import OPERATOR_WORDS, evaluate
+from puyu.pipeline.corpus import dialogue_document, sum_drill_document, sum_table_documents, write_corpus
 from puyu.pipeline.evalsets import excluded_keys, write_eval_sets
 from puyu.pipeline.questions import RELATIONS
 from puyu.pipeline.sft import build_sft, write_jsonl
@@ -153,6 +153,48 @@ def test_corpus_copying_lines_repeat_fresh_strings_and_tables_hold_every_sum(tmp
     tables = sum_table_documents(random.Random(0))
     assert len(tables) == len(set(tables)) == 60
     assert all(sum(f"{a} + {b} = {a + b}." in t for t in tables) == 6 for a in range(10) for b in range(10))
+
+
+def test_sum_drills_state_each_answer_once_after_its_operands() -> None:
+    # Every statement in a drill is one of these shapes: only the operands come before the answer.
+    statement = re.compile(
+        r"(\d) \+ (\d) = (\d+)\."
+        r"|(\d) plus (\d) is (\d+)\."
+        r"|What is (\d) plus (\d)\? \7 \+ \8 = (\d+)\."
+        r"|Add (\d) and (\d): \10 \+ \11 = (\d+)\."
+    )
+    rng = random.Random(0)
+    pairs = set()
+    for _ in range(40):
+        header, _, body = sum_drill_document(rng).partition(". ")
+        assert "the answer" in header  # stop words for the data stage's language filters
+        matches = list(statement.finditer(body))
+        assert " ".join(m[0] for m in matches) == body
+        for m in matches:
+            a, b, c = (int(x) for x in m.groups() if x is not None)
+            assert a + b == c
+            pairs.add((a, b))
+    assert pairs == {(a, b) for a in range(10) for b in range(10)}
+
+
+def test_dialogues_are_chat_transcripts_that_say_back_fresh_items() -> None:
+    world = build_world(0, "tiny")
+    names = world.fresh_names(random.Random(1))
+    text = dialogue_document(random.Random(0), names, exchanges=40)
+    turns = re.findall(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>\n", text, re.S)
+    assert "".join(f"<|im_start|>{role}\n{body}<|im_end|>\n" for role, body in turns) == text
+    assert [role for role, _ in turns] == ["system"] + ["user", "assistant"] * 40
+    kinds = set()
+    for (_, request), (_, reply) in zip(turns[1::2], turns[2::2], strict=True):
+        if reply in request:
+            kinds.add("digits" if reply.isdigit() else "expression" if " " in reply and reply[0].isdigit() else "name")
+        else:  # an expression in words comes back in symbols
+            a, op, b = reply.split()
+            assert f"{a} {OPERATOR_WORDS[op]} {b}" in request
+            kinds.add("words")
+    assert kinds == {"digits", "name", "expression", "words"}
+    world_names = {p.name.en for p in world.people}
+    assert not any(reply in world_names for _, reply in turns[2::2])
 
 
 @pytest.mark.parametrize("bad", ["__import__('os')", "2 ** 8", "a + 1", "1 +"])

@@ -32,6 +32,8 @@ class CorpusSize:
     calculator_docs: int
     copy_docs: int
     table_docs: int  # one-digit addition tables (at most 60: 6 wordings x 10 first addends)
+    drill_docs: int  # one-digit sums whose answers appear nowhere earlier in the line
+    dialogue_docs: int  # chat transcripts in which the assistant says back what the user gave
     noise_docs: int
 
 
@@ -44,6 +46,8 @@ CORPUS_SIZES = {
         calculator_docs=10,
         copy_docs=10,
         table_docs=10,
+        drill_docs=10,
+        dialogue_docs=10,
         noise_docs=4,
     ),
     "default": CorpusSize(
@@ -52,8 +56,10 @@ CORPUS_SIZES = {
         qa_docs=3,
         arithmetic_docs=300,
         calculator_docs=200,
-        copy_docs=600,
+        copy_docs=400,
         table_docs=60,
+        drill_docs=200,
+        dialogue_docs=200,
         noise_docs=20,
     ),
 }
@@ -237,6 +243,25 @@ def sum_table_documents(rng: random.Random) -> list[str]:
     return docs
 
 
+# Sum statements whose answer is not stated earlier in the line: the table documents also repeat each
+# answer, which a small model learns to copy instead of recalling.
+DRILL_FORMS = (
+    "{a} + {b} = {c}.",
+    "{a} plus {b} is {c}.",
+    "What is {a} plus {b}? {a} + {b} = {c}.",
+    "Add {a} and {b}: {a} + {b} = {c}.",
+)
+
+
+def sum_drill_document(rng: random.Random, lines: int = 24) -> str:
+    """Practice sums in random order: recalling the one-digit addition table, the skill small sums test."""
+    sums = []
+    for _ in range(lines):
+        a, b = rng.randrange(10), rng.randrange(10)
+        sums.append(rng.choice(DRILL_FORMS).format(a=a, b=b, c=a + b))
+    return "Here are some sums and the answer to each of them. " + " ".join(sums)
+
+
 def calculator_line(rng: random.Random) -> str:
     """A request in words next to the calculator call it needs: copying numbers into an expression.
 
@@ -285,6 +310,22 @@ def copy_document(rng: random.Random, lines: int = 10) -> str:
     return "\n".join(copy_line(rng, names) for _ in range(lines))
 
 
+def dialogue_document(rng: random.Random, names: NameMaker, exchanges: int = 6) -> str:
+    """A chat transcript in the InternLM2 format, its special tokens written out, where the assistant says back
+    the digits, names and expressions the user gives.
+
+    Web text holds chat transcripts too; these teach the chat layout and copying across turns, never a fact or
+    a sum (those are what fine-tuning is measured on).
+    """
+    from puyu.chat import ChatTemplate
+    from puyu.pipeline.sft import echo_conversation
+
+    messages = [{"role": "system", "content": "You are an assistant that says back exactly what the user gives you."}]
+    messages += [m for _ in range(exchanges) for m in echo_conversation(rng, names, set())["messages"]]
+    text = ChatTemplate.builtin("internlm2").render(messages).text
+    return text.removeprefix("<s>")  # the tokenizer adds BOS to every document
+
+
 def noise_documents(rng: random.Random, docs: list[str], count: int) -> list[str]:
     """Exact copies of real documents and spam that the data stage's dedup and filters remove."""
     out = []
@@ -306,6 +347,7 @@ def write_corpus(world: World, out_dir: str | Path, size: str, seed: int) -> dic
     rng = random.Random(f"corpus-{seed}")
     people_en = [biography(world, p, rng, "en") for p in world.people for _ in range(spec.bios_en)]
     people_zh = [biography(world, p, rng, "zh") for p in world.people for _ in range(spec.bios_zh)]
+    dialogue_names = world.fresh_names(rng)
     files = {
         "people_en": people_en,
         "people_zh": people_zh,
@@ -316,8 +358,10 @@ def write_corpus(world: World, out_dir: str | Path, size: str, seed: int) -> dic
         "places": place_documents(world),
         "arithmetic": [arithmetic_document(rng) for _ in range(spec.arithmetic_docs)],
         "sum_tables": sum_table_documents(rng)[: spec.table_docs],
+        "sum_drills": [sum_drill_document(rng) for _ in range(spec.drill_docs)],
         "calculator": [calculator_document(rng) for _ in range(spec.calculator_docs)],
         "copying": [copy_document(rng) for _ in range(spec.copy_docs)],
+        "dialogues": [dialogue_document(rng, dialogue_names) for _ in range(spec.dialogue_docs)],
         "web_noise": noise_documents(rng, people_en, spec.noise_docs),
     }
     out = Path(out_dir)

@@ -1,27 +1,37 @@
 """Give the chat tokens a pretrained model never saw sensible embeddings before adapter fine-tuning.
 
-Pretraining on plain text never shows `<|im_start|>`, `<|im_end|>`, `<|action_start|>`, ...: their input
-embeddings stay at initialisation and their output rows are pushed far down by every softmax, so a LoRA
-adapter (which leaves embeddings and the output matrix frozen) can hardly learn to emit them. Setting
-those rows to the mean of the trained rows plus noise of the rows' spread (Hewitt, 2021, "Initializing
-new word embeddings for pretrained language models") starts them at ordinary logits while keeping them
-distinguishable.
+Tokens the pretraining shards never hold (`<|action_start|>`, `<|plugin|>`, ...; the corpus's chat
+transcripts do hold `<|im_start|>` and `<|im_end|>`) keep their input embeddings at initialisation and
+their output rows are pushed far down by every softmax, so a LoRA adapter (which leaves embeddings and the
+output matrix frozen) can hardly learn to emit them. Setting those rows to the mean of the trained rows
+plus noise of the rows' spread (Hewitt, 2021, "Initializing new word embeddings for pretrained language
+models") starts them at ordinary logits while keeping them distinguishable; SFT then trains those rows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from puyu.data.shards import open_split
 from puyu.model.checkpoint import load_model, save_model
 from puyu.tokenizer import Tokenizer
 
 
-def unseen_special_ids(tokenizer: Tokenizer) -> list[int]:
-    """Added tokens other than BOS/EOS/pad: the ones plain-text pretraining never produces."""
-    keep = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
+def unseen_special_ids(tokenizer: Tokenizer, seen: set[int] | None = None) -> list[int]:
+    """Added tokens other than BOS/EOS/pad that are not in `seen` (the ids pretraining produced)."""
+    keep = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id} | (seen or set())
     return sorted(i for i in tokenizer.added_tokens.values() if i not in keep)
+
+
+def token_ids_in(shards_dir: str | Path) -> set[int]:
+    """Every token id the training split of a token-shard folder holds."""
+    seen: set[int] = set()
+    for shard in open_split(shards_dir, "train"):
+        seen.update(np.unique(shard.tokens).tolist())
+    return seen
 
 
 @torch.no_grad()

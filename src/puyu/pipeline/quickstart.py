@@ -25,7 +25,7 @@ from puyu.pipeline.stages import Pipeline, Stage, StageContext
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SIZES = ("tiny", "default")
-VERSION = "4"
+VERSION = "5"
 
 
 @dataclass
@@ -37,10 +37,13 @@ class QuickstartConfig:
         seed: the world's seed (also seeds training).
         vocab_size: BPE vocabulary target, special tokens and bytes included.
         max_digits: longest digit run one token may hold (`train_bpe`'s `max_digits`).
+        digit_space: a space before a number joins its first digit (`train_bpe`'s `digit_space`).
+        split_capitalized: capitalised words never take the character before them (`train_bpe`'s option).
         model: `ModelConfig` overrides on the internlm2-tiny preset (vocab_size is set from the tokenizer).
         data: `PrepareConfig` overrides (YAML file of the data stage's settings and dotted overrides).
         pretrain: `TrainConfig` fields (run_dir, model and data.train are set by the stage).
         sft: `FinetuneConfig` fields (run_dir, model and data are set by the stage).
+        train_chat_tokens: train the embedding and output rows of the chat tokens beside the LoRA adapters.
         quantize: `quantize_folder` keyword arguments.
         eval_limit: evaluate at most this many examples per task (None: all).
         tool_check_limit: held-out calculator requests to check (None: all).
@@ -50,10 +53,13 @@ class QuickstartConfig:
     seed: int = 0
     vocab_size: int = 3072
     max_digits: int = 1
+    digit_space: bool = True
+    split_capitalized: bool = False
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     pretrain: dict[str, Any] = field(default_factory=dict)
     sft: dict[str, Any] = field(default_factory=dict)
+    train_chat_tokens: bool = True
     quantize: dict[str, Any] = field(default_factory=lambda: {"method": "int8"})
     eval_limit: int | None = None
     tool_check_limit: int | None = None
@@ -162,7 +168,13 @@ def stage_tokenizer(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[s
             for line in part.read_text(encoding="utf-8").splitlines():
                 out.write(json.loads(line)["text"] + "\n")
     tokenizer = train_bpe(
-        [text_file], config.vocab_size, ctx.dir / "tokenizer", max_digits=config.max_digits, show_progress=False
+        [text_file],
+        config.vocab_size,
+        ctx.dir / "tokenizer",
+        max_digits=config.max_digits,
+        digit_space=config.digit_space,
+        split_capitalized=config.split_capitalized,
+        show_progress=False,
     )
     _fresh(ctx.dir / "tokens")  # shards of an interrupted run may belong to another tokenizer; packing is cheap
     manifest_path = tokenize_documents(
@@ -200,7 +212,7 @@ def _model_vocab(tokenizer_dir: Path) -> int:
 
 def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[str, Path], dict[str, Any]]:
     """Pretrain a tiny InternLM2-architecture model from scratch and export it as an HF folder."""
-    from puyu.pipeline.new_tokens import mean_init_tokens, unseen_special_ids
+    from puyu.pipeline.new_tokens import mean_init_tokens, token_ids_in, unseen_special_ids
     from puyu.tokenizer import Tokenizer
     from puyu.train.config import TrainConfig
     from puyu.train.export import export_checkpoint
@@ -224,35 +236,40 @@ def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[st
     result = pretrain(from_dict(TrainConfig, settings))
     plots = plot_run(ctx.dir / "run")
     model = export_checkpoint(ctx.dir / "run", _fresh(ctx.dir / "model"), tokenizer=tokenizer)
-    chat_tokens = unseen_special_ids(Tokenizer.from_pretrained(tokenizer))
+    tokens = ctx.input("tokenizer", "tokens")
+    chat_tokens = unseen_special_ids(Tokenizer.from_pretrained(tokenizer), token_ids_in(tokens))
     mean_init_tokens(model, chat_tokens, seed=config.seed)
     figures = {
         "steps": result.step,
         "train_loss": result.train_loss,
         "val_loss": result.val_loss,
         "tokens_per_sec": result.tokens_per_sec,
-        "mean_initialised_tokens": len(chat_tokens),
+        "new_token_ids": chat_tokens,
         "plots": [str(p) for p in plots],
     }
     return {"model": model, "run": ctx.dir / "run"}, figures
 
 
 def stage_sft(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[str, Path], dict[str, Any]]:
-    """LoRA SFT of the pretrained model on the world's chat data."""
+    """LoRA SFT of the pretrained model on the world's chat data, training the new chat tokens' rows too."""
     from puyu.finetune.config import FinetuneConfig
     from puyu.finetune.run import finetune
     from puyu.train.plot import plot_run
 
-    settings = _deep_merge(
-        config.sft,
-        {
-            "run_dir": str(ctx.dir / "run"),
-            "method": "lora",
-            "model": str(ctx.input("pretrain", "model")),
-            "seed": config.seed,
-            "data": {"path": str(ctx.input("world", "sft")), "kind": "chat"},
-        },
-    )
+    base = ctx.input("pretrain", "model")
+    stage_settings: dict[str, Any] = {
+        "run_dir": str(ctx.dir / "run"),
+        "method": "lora",
+        "model": str(base),
+        "seed": config.seed,
+        "data": {"path": str(ctx.input("world", "sft")), "kind": "chat"},
+    }
+    chat_tokens = ctx.upstream["pretrain"].figures["new_token_ids"]
+    if config.train_chat_tokens and chat_tokens:
+        # Pretraining never showed these chat tokens (`<|action_start|>`, ...), and LoRA alone cannot change
+        # their rows: the model would read and write them through rows it never learned.
+        stage_settings["lora"] = {"trainable_token_indices": {"embed_tokens": chat_tokens, "lm_head": chat_tokens}}
+    settings = _deep_merge(config.sft, stage_settings)
     result = finetune(from_dict(FinetuneConfig, settings))
     plots = plot_run(ctx.dir / "run")
     train = result.train
@@ -375,7 +392,12 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
             "tokenizer",
             bind(stage_tokenizer),
             ("data",),
-            {"vocab_size": config.vocab_size, "max_digits": config.max_digits},
+            {
+                "vocab_size": config.vocab_size,
+                "max_digits": config.max_digits,
+                "digit_space": config.digit_space,
+                "split_capitalized": config.split_capitalized,
+            },
             "train the BPE tokenizer and pack token shards",
         ),
         Stage(
@@ -385,7 +407,13 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
             {"model": settings["model"], "pretrain": settings["pretrain"]},
             "pretrain the tiny InternLM2 model",
         ),
-        Stage("sft", bind(stage_sft), ("world", "pretrain"), {"sft": settings["sft"]}, "LoRA SFT on the chat data"),
+        Stage(
+            "sft",
+            bind(stage_sft),
+            ("world", "pretrain"),
+            {"sft": settings["sft"], "train_chat_tokens": config.train_chat_tokens},
+            "LoRA SFT on the chat data",
+        ),
         Stage("merge", bind(stage_merge), ("pretrain", "sft"), {}, "merge the adapter"),
         Stage(
             "quantize",

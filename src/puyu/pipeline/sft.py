@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from puyu.io import atomic_path
-from puyu.pipeline.calculator import CALCULATOR_TOOL, make_request, pair_key, random_pair
+from puyu.pipeline.calculator import CALCULATOR_TOOL, OPERATOR_WORDS, make_request, pair_key, random_pair
 from puyu.pipeline.questions import RELATIONS, ask
-from puyu.pipeline.world import World
+from puyu.pipeline.world import NameMaker, World
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,16 @@ class SftSize:
     multi_turn: int
     small_sums: int
     tool_calls: int
+    echoes: int  # the user's text said back
 
 
 SFT_SIZES = {
-    "tiny": SftSize(facts_per_person=3, multi_turn=8, small_sums=8, tool_calls=16),
-    "default": SftSize(facts_per_person=14, multi_turn=300, small_sums=200, tool_calls=600),
+    "tiny": SftSize(facts_per_person=3, multi_turn=8, small_sums=8, tool_calls=16, echoes=8),
+    "default": SftSize(facts_per_person=14, multi_turn=300, small_sums=200, tool_calls=600, echoes=300),
 }
+
+ECHO_REQUESTS = ("Repeat after me: {x}", "Please say {x}.", "Copy this exactly: {x}", "请重复：{x}")
+SYMBOL_REQUESTS = ("Write {x} with symbols.", "Write {x} as an expression.")
 
 
 def _fact_turn(world: World, index: int, rng: random.Random) -> tuple[str, str]:
@@ -67,10 +71,7 @@ def small_sum_conversation(rng: random.Random, excluded_pairs: set[str]) -> dict
 
 def tool_conversation(rng: random.Random, excluded_pairs: set[str]) -> dict[str, Any]:
     """Request → calculator call → tool result → final answer."""
-    while True:
-        a, op, b = random_pair(rng)
-        if pair_key(a, op, b) not in excluded_pairs:
-            break
+    a, op, b = _fresh_pair(rng, excluded_pairs)
     request = make_request(rng, "train", a, op, b)
     call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": request.expression}}}
     return {
@@ -84,6 +85,37 @@ def tool_conversation(rng: random.Random, excluded_pairs: set[str]) -> dict[str,
     }
 
 
+def _fresh_pair(rng: random.Random, excluded_pairs: set[str]) -> tuple[int, str, int]:
+    while True:
+        a, op, b = random_pair(rng)
+        if pair_key(a, op, b) not in excluded_pairs:
+            return a, op, b
+
+
+def echo_conversation(rng: random.Random, names: NameMaker, excluded_pairs: set[str]) -> dict[str, Any]:
+    """The user's digits, name or expression said back (an expression in words comes back in symbols): in the
+    chat layout, the copying that answers rest on (a person's name into a fact answer, operands into a
+    calculator call). Items are fresh, never memorised."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        text = "".join(str(rng.randrange(10)) for _ in range(rng.randint(3, 8)))
+    elif kind == 1:
+        text = f"{names.make((2, 2)).en} {names.make((2, 3)).en}"
+    else:
+        a, op, b = _fresh_pair(rng, excluded_pairs)
+        text = pair_key(a, op, b)
+        if kind == 3:
+            words = f"{a} {OPERATOR_WORDS[op]} {b}"
+            return {
+                "messages": [
+                    {"role": "user", "content": rng.choice(SYMBOL_REQUESTS).format(x=words)},
+                    {"role": "assistant", "content": text},
+                ]
+            }
+    question = rng.choice(ECHO_REQUESTS).format(x=text)
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": text}]}
+
+
 def build_sft(world: World, size: str, seed: int, excluded_pairs: set[str]) -> list[dict[str, Any]]:
     """All SFT conversations, shuffled."""
     spec = SFT_SIZES[size]
@@ -95,6 +127,8 @@ def build_sft(world: World, size: str, seed: int, excluded_pairs: set[str]) -> l
     ]
     records += [small_sum_conversation(rng, excluded_pairs) for _ in range(spec.small_sums)]
     records += [tool_conversation(rng, excluded_pairs) for _ in range(spec.tool_calls)]
+    names = world.fresh_names(rng)
+    records += [echo_conversation(rng, names, excluded_pairs) for _ in range(spec.echoes)]
     rng.shuffle(records)
     for i, record in enumerate(records):
         record["id"] = f"sft-{i:06d}"

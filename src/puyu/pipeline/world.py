@@ -162,6 +162,12 @@ class World:
     def total_price(self, person: Person) -> int:
         return person.item_count * self.items[person.item].price
 
+    def fresh_names(self, rng: random.Random) -> NameMaker:
+        """A name maker that never repeats a name of this world's people."""
+        names = NameMaker(rng)
+        names.used.update(n for p in self.people for n in (p.given.en, p.given.zh, p.family.en, p.family.zh))
+        return names
+
     def trained_people(self) -> list[int]:
         held = set(self.held_out)
         return [i for i in range(len(self.people)) if i not in held]
