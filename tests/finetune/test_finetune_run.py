@@ -11,11 +11,11 @@ from finetune_support import addition_rows, one_thread, preference_rows, quiet_c
 from safetensors.torch import load_file
 
 from puyu.cli import main
-from puyu.configuration import load_config
+from puyu.configuration import from_dict, load_config, to_dict
 from puyu.errors import PuyuError
 from puyu.finetune.config import FinetuneConfig
 from puyu.finetune.hooks import EvaluateChatHook
-from puyu.finetune.run import finetune
+from puyu.finetune.run import finetune, read_data
 from puyu.finetune.sft_data import chat_templates
 from puyu.generation.generator import Generator
 from puyu.generation.sampling import SamplingParams
@@ -229,3 +229,24 @@ def test_full_with_frozen_embeddings_keeps_them(base: Path, chats: Path, tmp_pat
     latest = latest_checkpoint(run)
     assert latest is not None
     assert "model.embed_tokens.weight" not in load_file(latest / "model.safetensors")
+
+
+def test_replay_mixes_text_documents_into_chat_data(base: Path, chats: Path, tmp_path: Path) -> None:
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"text": f"Document {i}: the cat sat on the mat."} for i in range(5)]
+    )
+    settings = to_dict(quiet_config(tmp_path / "run", base, chats, method="full", max_steps=2))
+    config = from_dict(FinetuneConfig, {**settings, "data": {**settings["data"], "replay": str(corpus)}})
+    tokenizer = Tokenizer.from_pretrained(base)
+    items, report, _ = read_data(config, tokenizer, load_model(base).config, progress=False)
+    assert report.replay is not None and report.replay.samples == 5
+    assert len(items) == report.samples + 5
+    replayed = items[report.samples :]
+    # Text documents train every token after the first, unlike chats, which train the assistant turns only.
+    assert all(sample.num_targets == len(sample) for sample in replayed)
+    assert tokenizer.decode(replayed[0].input_ids, skip_special_tokens=True) == "Document 0: the cat sat on the mat."
+    result = finetune(config)
+    written = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert written["replay"]["samples"] == 5 and written["samples"] == result.samples
+    with pytest.raises(PuyuError, match=r"data\.replay mixes text into chat data"):
+        from_dict(FinetuneConfig, {**settings, "data": {**settings["data"], "replay": str(corpus), "kind": "text"}})

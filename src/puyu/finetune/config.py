@@ -32,7 +32,9 @@ class FinetuneData:
         packing: put several samples in one row (positions restart per sample and attention stays inside
             each); False pads one sample per row. Preference pairs are always padded.
         template: a built-in chat template (internlm2, llama3, qwen2) instead of the model's own.
-        text_field: the JSON field holding a document's text (kind text).
+        text_field: the JSON field holding a document's text (kind text and replay).
+        replay: plain-text documents (read as kind text reads them, every token trained) mixed in with chat
+            data: replaying some pretraining text keeps what fine-tuning would otherwise overwrite.
     """
 
     path: str | list[str]
@@ -43,6 +45,7 @@ class FinetuneData:
     packing: bool = True
     template: str | None = None
     text_field: str = "text"
+    replay: str | list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.seq_len < 2:
@@ -53,6 +56,12 @@ class FinetuneData:
     @property
     def paths(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    @property
+    def replay_paths(self) -> list[str]:
+        if self.replay is None:
+            return []
+        return [self.replay] if isinstance(self.replay, str) else list(self.replay)
 
 
 @dataclass
@@ -144,6 +153,8 @@ class FinetuneConfig:
             raise PuyuError(f"method dpo trains on preference pairs, not data.kind {kind!r}")
         if self.method != "dpo" and kind == "preference":
             raise PuyuError(f"preference data needs method dpo, not {self.method!r}")
+        if self.data.replay_paths and kind != "chat":
+            raise PuyuError(f"data.replay mixes text into chat data, not into data.kind {kind!r}")
         self.to_train_config()  # the loop's own checks (steps, batch sizes, cadences), before any work
 
     @property

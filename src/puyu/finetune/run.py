@@ -176,6 +176,11 @@ def read_data(
         format=data.format,
         progress=progress,
     )
+    if data.replay_paths:
+        replayed, report.replay = load_text_samples(
+            data.replay_paths, tokenizer, seq_len=data.seq_len, text_field=data.text_field, progress=progress
+        )
+        items += replayed  # shuffled and packed together with the conversations
     return items, report, template
 
 

@@ -67,6 +67,7 @@ class DataReport(ConversionReport):
     tokens: int = 0
     targets: int = 0
     files: list[str] = field(default_factory=list)
+    replay: DataReport | None = None  # the text documents mixed in (FinetuneData.replay)
 
     def summary(self) -> str:
         line = (
@@ -75,6 +76,8 @@ class DataReport(ConversionReport):
         )
         if self.warnings:
             line += "; warnings: " + ", ".join(f"{reason} {count}" for reason, count in sorted(self.warnings.items()))
+        if self.replay is not None:
+            line += f"; replay {self.replay.summary()}"
         return line
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +89,7 @@ class DataReport(ConversionReport):
             "dropped": self.dropped,
             "tokens": self.tokens,
             "targets": self.targets,
+            **({"replay": self.replay.to_json()} if self.replay is not None else {}),
         }
 
 
