@@ -65,6 +65,10 @@ def test_tiny_chain_caches_and_reruns_downstream(tmp_path: Path) -> None:
         assert merged.config.vocab_size == load_model(records["pretrain"].output("model")).config.vocab_size
         adapter = json.loads((records["sft"].output("adapter") / "adapter_config.json").read_text())
         assert adapter["r"] == config.sft["lora"]["r"]
+        # The corpus files named by sft_replay were mixed into the SFT data as text.
+        data_report = json.loads((records["sft"].output("run") / "data_report.json").read_text())
+        assert config.sft_replay and data_report["replay"]["samples"] > 0
+        assert [Path(f).stem for f in data_report["replay"]["files"]] == config.sft_replay
         # The chat tokens pretraining never saw had their rows trained beside the adapters, then merged.
         chat_ids = records["pretrain"].figures["new_token_ids"]
         tokenizer = Tokenizer.from_pretrained(records["pretrain"].output("model"))

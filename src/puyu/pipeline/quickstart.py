@@ -44,6 +44,8 @@ class QuickstartConfig:
         pretrain: `TrainConfig` fields (run_dir, model and data.train are set by the stage).
         sft: `FinetuneConfig` fields (run_dir, model and data are set by the stage).
         train_chat_tokens: train the embedding and output rows of the chat tokens beside the LoRA adapters.
+        sft_replay: corpus files (names under the world's `corpus/`, e.g. "sum_drills") mixed into the SFT data
+            as text (`data.replay`), so SFT keeps what pretraining taught.
         quantize: `quantize_folder` keyword arguments.
         eval_limit: evaluate at most this many examples per task (None: all).
         tool_check_limit: held-out calculator requests to check (None: all).
@@ -60,6 +62,7 @@ class QuickstartConfig:
     pretrain: dict[str, Any] = field(default_factory=dict)
     sft: dict[str, Any] = field(default_factory=dict)
     train_chat_tokens: bool = True
+    sft_replay: list[str] = field(default_factory=list)
     quantize: dict[str, Any] = field(default_factory=lambda: {"method": "int8"})
     eval_limit: int | None = None
     tool_check_limit: int | None = None
@@ -264,6 +267,9 @@ def stage_sft(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[str, Pa
         "seed": config.seed,
         "data": {"path": str(ctx.input("world", "sft")), "kind": "chat"},
     }
+    if config.sft_replay:
+        corpus = ctx.input("world", "corpus")
+        stage_settings["data"]["replay"] = [str(corpus / f"{name}.jsonl") for name in config.sft_replay]
     chat_tokens = ctx.upstream["pretrain"].figures["new_token_ids"]
     if config.train_chat_tokens and chat_tokens:
         # Pretraining never showed these chat tokens (`<|action_start|>`, ...), and LoRA alone cannot change
@@ -411,7 +417,7 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
             "sft",
             bind(stage_sft),
             ("world", "pretrain"),
-            {"sft": settings["sft"], "train_chat_tokens": config.train_chat_tokens},
+            {"sft": settings["sft"], "train_chat_tokens": config.train_chat_tokens, "sft_replay": config.sft_replay},
             "LoRA SFT on the chat data",
         ),
         Stage("merge", bind(stage_merge), ("pretrain", "sft"), {}, "merge the adapter"),
