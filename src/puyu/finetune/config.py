@@ -55,13 +55,18 @@ class FinetuneData:
 
     @property
     def paths(self) -> list[str]:
-        return [self.path] if isinstance(self.path, str) else list(self.path)
+        return _file_list(self.path)
 
     @property
     def replay_paths(self) -> list[str]:
-        if self.replay is None:
-            return []
-        return [self.replay] if isinstance(self.replay, str) else list(self.replay)
+        return _file_list(self.replay)
+
+
+def _file_list(files: str | list[str] | None) -> list[str]:
+    """A file setting (one path, a list of them, or none) as a list."""
+    if files is None:
+        return []
+    return [files] if isinstance(files, str) else list(files)
 
 
 @dataclass
