@@ -9,9 +9,11 @@ For a finished `puyu quickstart` run this asks, greedily:
 
 Questions: every held-out person and English relation of `world_facts_qa` (correct when the reply contains
 the answer, and, separately, when it also names the person asked about), and one-digit sums `What is a plus
-b?` over all 100 pairs (correct when the reply holds `a + b = c`). A skill the base shows in its own layout
-and the SFT model lacks in chat was lost in fine-tuning, not missing from pretraining; the last row tells
-whether it was overwritten (gone in both layouts) or only not carried into the chat layout.
+b?` over all 100 pairs (correct when the reply holds `a + b = c`); and copying: 40 fresh 7-digit numbers,
+said back after `The code is N. Enter` (the corpus's copying lines) or `Please say N.` (chat). A skill the
+base shows in its own layout and the SFT model lacks in chat was lost in fine-tuning, not missing from
+pretraining; the last row tells whether it was overwritten (gone in both layouts) or only not carried into
+the chat layout.
 
     .venv/bin/python benchmarks/quickstart_transfer.py runs/quickstart
 """
@@ -20,20 +22,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
 from puyu.engine.llm import LLM
 from puyu.generation.sampling import SamplingParams
 from puyu.pipeline.questions import EVAL_RELATIONS, relation
+from puyu.pipeline.stages import StageRecord
 from puyu.pipeline.world import World
 
 
-def _stage(run: Path, name: str) -> Path:
-    """The finished folder of stage `name` (the newest, if a rerun left several)."""
-    done = sorted(run.glob(f"stages/{name}-*/stage.json"), key=lambda p: p.stat().st_mtime)
-    if not done:
-        raise SystemExit(f"{run}: no finished {name} stage (run `puyu quickstart --out {run}` first)")
-    return done[-1].parent
+def _output(run: Path, stage: str, output: str) -> Path:
+    """An output of the run's current `stage`, as its `pipeline.json` records it."""
+    summary = run / "pipeline.json"
+    stages = json.loads(summary.read_text())["stages"] if summary.is_file() else {}
+    if stage not in stages:
+        raise SystemExit(f"{run}: no finished {stage} stage (run `puyu quickstart --out {run}` first)")
+    return StageRecord(**stages[stage]).output(output)
 
 
 def questions(world: World) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
@@ -48,15 +53,21 @@ def questions(world: World) -> tuple[list[tuple[str, str, str]], list[tuple[str,
     return facts, sums
 
 
-def score(replies: list[str], facts: list[tuple[str, str, str]], sums: list[tuple[str, str]]) -> dict[str, float]:
-    fact_replies, sum_replies = replies[: len(facts)], replies[len(facts) :]
+def score(
+    replies: list[str], facts: list[tuple[str, str, str]], sums: list[tuple[str, str]], codes: list[str]
+) -> dict[str, float]:
+    fact_replies = replies[: len(facts)]
+    sum_replies = replies[len(facts) : len(facts) + len(sums)]
+    code_replies = replies[len(facts) + len(sums) :]
     found = [answer in reply for reply, (_, answer, _) in zip(fact_replies, facts, strict=True)]
     named = [ok and person in reply for ok, reply, (_, _, person) in zip(found, fact_replies, facts, strict=True)]
     added = [equation in reply for reply, (_, equation) in zip(sum_replies, sums, strict=True)]
+    copied = [code in reply for reply, code in zip(code_replies, codes, strict=True)]
     return {
         "facts: answer": 100 * sum(found) / len(found),
         "facts: answer and name": 100 * sum(named) / len(named),
         "one-digit sums": 100 * sum(added) / len(added),
+        "copying": 100 * sum(copied) / len(copied),
     }
 
 
@@ -64,25 +75,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a quickstart output folder")
     args = parser.parse_args()
-    world = World.load(_stage(args.run, "world") / "world.json")
+    world = World.load(_output(args.run, "world", "world"))
     facts, sums = questions(world)
+    rng = random.Random(0)
+    codes = [str(rng.randrange(10**6, 10**7)) for _ in range(40)]
     asked = [q for q, _, _ in facts] + [q for q, _ in sums]
+    corpus_layout = [f"Question: {q} Answer:" for q in asked] + [f"The code is {n}. Enter" for n in codes]
+    chat_layout = [[{"role": "user", "content": q}] for q in asked + [f"Please say {n}." for n in codes]]
     params = SamplingParams(max_tokens=24, temperature=0.0)
 
-    base = LLM(_stage(args.run, "pretrain") / "model", dtype="float32")
-    corpus_layout = [f"Question: {q} Answer:" for q in asked]
+    base = LLM(_output(args.run, "pretrain", "model"), dtype="float32")
     base_replies = [o.text for o in base.generate(corpus_layout, params)]
     del base
-    sft = LLM(_stage(args.run, "merge") / "model", dtype="float32")
-    sft_replies = [o.content for o in sft.chat([[{"role": "user", "content": q}] for q in asked], params)]
+    sft = LLM(_output(args.run, "merge", "model"), dtype="float32")
+    sft_replies = [o.content for o in sft.chat(chat_layout, params)]
     sft_corpus_replies = [o.text for o in sft.generate(corpus_layout, params)]
 
     results = {
-        "base, corpus layout": score(base_replies, facts, sums),
-        "sft, chat": score(sft_replies, facts, sums),
-        "sft, corpus layout": score(sft_corpus_replies, facts, sums),
+        "base, corpus layout": score(base_replies, facts, sums, codes),
+        "sft, chat": score(sft_replies, facts, sums, codes),
+        "sft, corpus layout": score(sft_corpus_replies, facts, sums, codes),
     }
-    print(f"{len(facts)} held-out fact questions, {len(sums)} sums\n")
+    print(f"{len(facts)} held-out fact questions, {len(sums)} sums, {len(codes)} numbers to copy\n")
     print("| model, layout | " + " | ".join(results["sft, chat"]) + " |")
     print("| --- |" + " ---: |" * len(results["sft, chat"]))
     for name, row in results.items():
