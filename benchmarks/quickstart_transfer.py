@@ -15,6 +15,10 @@ base shows in its own layout and the SFT model lacks in chat was lost in fine-tu
 pretraining; the last row tells whether it was overwritten (gone in both layouts) or only not carried into
 the chat layout.
 
+A second table asks where the SFT model adds: the eval's wording `How much is a plus b?` as a user turn, the
+assistant's reply begun for it with the operands, bare (`a + b =`) or after the lead-in its sum answers
+are trained to start with (`Here is the sum: a + b =`); correct when the next number is the sum.
+
     .venv/bin/python benchmarks/quickstart_transfer.py runs/quickstart
 """
 
@@ -23,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 from puyu.engine.llm import LLM
 from puyu.generation.sampling import SamplingParams
 from puyu.pipeline.questions import EVAL_RELATIONS, relation
+from puyu.pipeline.sft import SUM_LEAD
 from puyu.pipeline.stages import StageRecord
 from puyu.pipeline.world import World
 
@@ -91,6 +97,8 @@ def main() -> None:
     sft_replies = [o.content for o in sft.chat(chat_layout, params)]
     sft_corpus_replies = [o.text for o in sft.generate(corpus_layout, params)]
 
+    pairs = [(a, b) for a in range(10) for b in range(10)]
+    addition = {f"after `{lead}a + b =`": _sums_after(sft, pairs, lead) for lead in ("", SUM_LEAD)}
     results = {
         "base, corpus layout": score(base_replies, facts, sums, codes),
         "sft, chat": score(sft_replies, facts, sums, codes),
@@ -101,7 +109,23 @@ def main() -> None:
     print("| --- |" + " ---: |" * len(results["sft, chat"]))
     for name, row in results.items():
         print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |")
-    print(json.dumps(results))
+    print("\n| SFT, chat, reply begun with the operands | one-digit sums |\n| --- | ---: |")
+    for name, value in addition.items():
+        print(f"| {name} | {value:.1f} |")
+    print(json.dumps({**results, "addition": addition}))
+
+
+def _sums_after(llm: LLM, pairs: list[tuple[int, int]], lead: str) -> float:
+    """Percent of `pairs` whose sum comes next after the chat question and `{lead}a + b =` as the reply's start."""
+    prompts = [
+        llm.engine.chat_prompt_ids([{"role": "user", "content": f"How much is {a} plus {b}?"}])
+        + llm.tokenizer.encode(f"{lead}{a} + {b} =", add_special_tokens=False)
+        for a, b in pairs
+    ]
+    replies = llm.generate(prompts, SamplingParams(max_tokens=3, temperature=0.0))
+    numbers = [re.match(r"\s*(\d+)", reply.text) for reply in replies]
+    right = [bool(n) and n.group(1) == str(a + b) for n, (a, b) in zip(numbers, pairs, strict=True)]
+    return 100 * sum(right) / len(right)
 
 
 if __name__ == "__main__":

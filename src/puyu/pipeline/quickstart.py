@@ -25,7 +25,7 @@ from puyu.pipeline.stages import Pipeline, Stage, StageContext
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SIZES = ("tiny", "default")
-VERSION = "5"
+VERSION = "6"
 
 
 @dataclass

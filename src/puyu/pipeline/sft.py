@@ -24,16 +24,37 @@ class SftSize:
 
     facts_per_person: int  # single-turn fact questions per trained person
     multi_turn: int
-    small_sums: int
+    small_sums: int  # one-digit sums answered directly: the chat layout must learn to reach the base's addition
     tool_calls: int
     echoes: int  # the user's text said back
 
 
 SFT_SIZES = {
     "tiny": SftSize(facts_per_person=3, multi_turn=8, small_sums=8, tool_calls=16, echoes=8),
-    "default": SftSize(facts_per_person=14, multi_turn=300, small_sums=200, tool_calls=600, echoes=300),
+    "default": SftSize(facts_per_person=14, multi_turn=300, small_sums=1000, tool_calls=600, echoes=300),
 }
 
+# Ways of asking a one-digit sum. Many, because an answer starts by copying both addends: with three wordings,
+# the SFT model copied the second addend wrongly from wordings it had not seen. The held-out wordings of the
+# evaluation ("How much is a plus b?", "What do a and b add up to?") are not among them.
+SUM_REQUESTS = (
+    "What is {a} + {b}?",
+    "{a} + {b} = ?",
+    "Add {a} and {b}.",
+    "What is {a} plus {b}?",
+    "What is the sum of {a} and {b}?",
+    "Tell me {a} plus {b}.",
+    "{a} plus {b} equals what?",
+    "If I add {a} and {b}, what do I get?",
+    "Please add {a} and {b}.",
+    "What number is {a} and {b} together?",
+    "{a}加{b}等于多少？",
+    "计算{a}加{b}。",
+)
+# How a sum's answer starts. The base model adds one-digit numbers reliably only where the text says it is
+# doing sums (its drills begin "Here are some sums ..."), not after a bare "a + b =" at the start of a reply
+# (docs/quickstart.md; the second table of benchmarks/quickstart_transfer.py measures both).
+SUM_LEAD = "Here is the sum: "
 ECHO_REQUESTS = ("Repeat after me: {x}", "Please say {x}.", "Copy this exactly: {x}", "请重复：{x}")
 SYMBOL_REQUESTS = ("Write {x} with symbols.", "Write {x} as an expression.")
 
@@ -63,10 +84,9 @@ def small_sum_conversation(rng: random.Random, excluded_pairs: set[str]) -> dict
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         if pair_key(a, "+", b) not in excluded_pairs:
             break
-    question = rng.choice(("What is {a} + {b}?", "{a} + {b} = ?", "Add {a} and {b}.")).format(a=a, b=b)
-    return {
-        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": f"{a} + {b} = {a + b}."}]
-    }
+    question = rng.choice(SUM_REQUESTS).format(a=a, b=b)
+    answer = f"{SUM_LEAD}{a} + {b} = {a + b}."
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
 def tool_conversation(rng: random.Random, excluded_pairs: set[str]) -> dict[str, Any]:
