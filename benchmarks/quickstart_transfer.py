@@ -37,6 +37,8 @@ from puyu.pipeline.sft import SUM_LEAD
 from puyu.pipeline.stages import StageRecord
 from puyu.pipeline.world import World
 
+PAIRS = [(a, b) for a in range(10) for b in range(10)]  # every one-digit sum, asked in both tables
+
 
 def _output(run: Path, stage: str, output: str) -> Path:
     """An output of the run's current `stage`, as its `pipeline.json` records it."""
@@ -55,7 +57,7 @@ def questions(world: World) -> tuple[list[tuple[str, str, str]], list[tuple[str,
         for name in EVAL_RELATIONS:
             rel = relation(name)
             facts.append((rel.en_train[0].format(n=person.name.en), rel.value(world, person, "en"), person.name.en))
-    sums = [(f"What is {a} plus {b}?", f"{a} + {b} = {a + b}") for a in range(10) for b in range(10)]
+    sums = [(f"What is {a} plus {b}?", f"{a} + {b} = {a + b}") for a, b in PAIRS]
     return facts, sums
 
 
@@ -97,8 +99,7 @@ def main() -> None:
     sft_replies = [o.content for o in sft.chat(chat_layout, params)]
     sft_corpus_replies = [o.text for o in sft.generate(corpus_layout, params)]
 
-    pairs = [(a, b) for a in range(10) for b in range(10)]
-    addition = {f"after `{lead}a + b =`": _sums_after(sft, pairs, lead) for lead in ("", SUM_LEAD)}
+    addition = {f"after `{lead}a + b =`": _sums_after(sft, PAIRS, lead) for lead in ("", SUM_LEAD)}
     results = {
         "base, corpus layout": score(base_replies, facts, sums, codes),
         "sft, chat": score(sft_replies, facts, sums, codes),
