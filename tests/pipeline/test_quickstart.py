@@ -32,6 +32,15 @@ def _check_early_stages(records: dict) -> None:
     assert model.config.family == "internlm2"
     assert model.config.vocab_size >= tokenizer.vocab_size
     assert records["pretrain"].figures["train_loss"] < 6.0  # below ln(400) = 6.0 after a few steps
+    # Pretraining started from a folder whose ten space-digit tokens were blended with their digits.
+    assert records["pretrain"].figures["number_starts_blended"] == 10
+    assert (Path(records["pretrain"].dir) / "init" / "config.json").is_file()
+    # A first phase on the copying documents alone, then the rest of the steps on the whole corpus from there.
+    first_phase = [json.loads(line) for line in (records["pretrain"].output("skills_run") / "metrics.jsonl").open()]
+    assert max(r["step"] for r in first_phase) == 4
+    first_ids = [json.loads(line)["id"] for line in (Path(records["pretrain"].dir) / "skills.jsonl").open()]
+    assert first_ids and {i.rsplit("-", 1)[0] for i in first_ids} == {"copying", "calculator", "dialogues"}
+    assert records["pretrain"].figures["steps"] == 12
 
 
 def test_tiny_chain_caches_and_reruns_downstream(tmp_path: Path) -> None:
@@ -106,3 +115,9 @@ def test_overrides_reach_the_stage_settings_and_keys() -> None:
     before = build_pipeline("out", base)
     after = build_pipeline("out", load_quickstart_config("default", None, ["sft.max_steps=3"]))
     assert [before.key(n) == after.key(n) for n in before.names] == [True] * 4 + [False] * 5
+
+
+def test_cli_rejects_a_first_phase_as_long_as_pretraining(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quickstart", "--size", "tiny", "--out", str(tmp_path), "skills_first_steps=12"]) == 2
+    err = capsys.readouterr().err
+    assert "skills_first_steps=12" in err and "(12)" in err and "Traceback" not in err

@@ -39,6 +39,11 @@ class QuickstartConfig:
         max_digits: longest digit run one token may hold (`train_bpe`'s `max_digits`).
         digit_space: a space before a number joins its first digit (`train_bpe`'s `digit_space`).
         split_capitalized: capitalised words never take the character before them (`train_bpe`'s option).
+        blend_number_starts: start each space-digit token's rows between its digit's and the space's
+            (`puyu.pipeline.digit_rows`).
+        skills_first: corpus files (names under the world's `corpus/`) pretraining reads alone first.
+        skills_first_steps: steps on `skills_first` before the whole corpus; `pretrain.max_steps` counts both
+            phases (0: one phase on the whole corpus).
         model: `ModelConfig` overrides on the internlm2-tiny preset (vocab_size is set from the tokenizer).
         data: `PrepareConfig` overrides (YAML file of the data stage's settings and dotted overrides).
         pretrain: `TrainConfig` fields (run_dir, model and data.train are set by the stage).
@@ -57,6 +62,9 @@ class QuickstartConfig:
     max_digits: int = 1
     digit_space: bool = True
     split_capitalized: bool = False
+    blend_number_starts: bool = True
+    skills_first: list[str] = field(default_factory=lambda: ["copying", "calculator", "dialogues"])
+    skills_first_steps: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     pretrain: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +78,11 @@ class QuickstartConfig:
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise PuyuError(f"size {self.size!r}: choose from {', '.join(SIZES)}")
+        steps = int(self.pretrain.get("max_steps", 0))
+        if self.skills_first_steps and not 0 < self.skills_first_steps < steps:
+            raise PuyuError(
+                f"skills_first_steps={self.skills_first_steps}: must lie between 0 and pretrain.max_steps ({steps})"
+            )
 
 
 def load_quickstart_config(size: str, seed: int | None = None, overrides: list[str] | None = None) -> QuickstartConfig:
@@ -223,16 +236,48 @@ def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[st
     from puyu.train.plot import plot_run
 
     tokenizer = ctx.input("tokenizer", "tokenizer")
+    overrides = {**config.model, "vocab_size": _model_vocab(tokenizer)}
+    model_section: dict[str, Any] = {"preset": "internlm2-tiny", "overrides": overrides, "tokenizer": str(tokenizer)}
+    blended = 0
+    if config.blend_number_starts:
+        from puyu.model.init import init_model_folder
+        from puyu.pipeline.digit_rows import blend_number_starts
+
+        init = init_model_folder(
+            "internlm2-tiny", _fresh(ctx.dir / "init"), overrides=overrides, tokenizer_dir=tokenizer, seed=config.seed
+        )
+        blended = blend_number_starts(init)
+        model_section = {"init_from": str(init)}
+    steps = int(config.pretrain.get("max_steps", 0))
+    outputs: dict[str, Path] = {}
+    skills_loss: float | None = None
+    if config.skills_first_steps:
+        # The copying an instruction task rests on forms (or not) early in pretraining; a first phase on the
+        # copying documents alone makes it form on worlds where one phase on the mixture left it unformed.
+        first = _skills_tokens(config, ctx, tokenizer)
+        warm = _deep_merge(
+            config.pretrain,
+            {
+                "run_dir": str(ctx.dir / "skills_run"),
+                "seed": config.seed,
+                "model": model_section,
+                "max_steps": config.skills_first_steps,
+                "data": {"train": [{"path": str(first)}]},
+            },
+        )
+        first_result = pretrain(from_dict(TrainConfig, warm))
+        warmed = export_checkpoint(ctx.dir / "skills_run", _fresh(ctx.dir / "skills_model"), tokenizer=tokenizer)
+        model_section = {"init_from": str(warmed)}
+        steps -= config.skills_first_steps
+        outputs["skills_run"] = ctx.dir / "skills_run"
+        skills_loss = first_result.train_loss
     settings = _deep_merge(
         config.pretrain,
         {
             "run_dir": str(ctx.dir / "run"),
             "seed": config.seed,
-            "model": {
-                "preset": "internlm2-tiny",
-                "overrides": {**config.model, "vocab_size": _model_vocab(tokenizer)},
-                "tokenizer": str(tokenizer),
-            },
+            "model": model_section,
+            "max_steps": steps,
             "data": {"train": [{"path": str(ctx.input("tokenizer", "tokens"))}]},
         },
     )
@@ -243,14 +288,43 @@ def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[st
     chat_tokens = unseen_special_ids(Tokenizer.from_pretrained(tokenizer), token_ids_in(tokens))
     mean_init_tokens(model, chat_tokens, seed=config.seed)
     figures = {
-        "steps": result.step,
+        "steps": config.skills_first_steps + result.step,
         "train_loss": result.train_loss,
         "val_loss": result.val_loss,
         "tokens_per_sec": result.tokens_per_sec,
         "new_token_ids": chat_tokens,
+        "number_starts_blended": blended,
+        "skills_first_steps": config.skills_first_steps,
+        "skills_first_train_loss": skills_loss,
         "plots": [str(p) for p in plots],
     }
-    return {"model": model, "run": ctx.dir / "run"}, figures
+    return {"model": model, "run": ctx.dir / "run", **outputs}, figures
+
+
+def _skills_tokens(config: QuickstartConfig, ctx: StageContext, tokenizer: Path) -> Path:
+    """Token shards of the prepared documents that came from the `skills_first` corpus files."""
+    from puyu.data.tokenize import SourceSpec, TokenizeConfig, tokenize_documents
+
+    wanted = tuple(f"{name}-" for name in config.skills_first)
+    picked = ctx.dir / "skills.jsonl"
+    count = 0
+    with picked.open("w", encoding="utf-8") as out:
+        for part in sorted(ctx.input("data", "documents").glob("*.jsonl")):
+            for line in part.read_text(encoding="utf-8").splitlines():
+                if json.loads(line)["id"].startswith(wanted):
+                    out.write(line + "\n")
+                    count += 1
+    if not count:
+        raise PuyuError(f"skills_first {config.skills_first}: no prepared document comes from these corpus files")
+    manifest = tokenize_documents(
+        TokenizeConfig(
+            tokenizer=str(tokenizer),
+            output=str(_fresh(ctx.dir / "skills_tokens")),
+            sources=[SourceSpec(name="skills", paths=[str(picked)])],
+        ),
+        progress=False,
+    )
+    return Path(manifest).parent
 
 
 def stage_sft(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -409,8 +483,14 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
         Stage(
             "pretrain",
             bind(stage_pretrain),
-            ("tokenizer",),
-            {"model": settings["model"], "pretrain": settings["pretrain"]},
+            ("data", "tokenizer"),
+            {
+                "model": settings["model"],
+                "pretrain": settings["pretrain"],
+                "blend_number_starts": config.blend_number_starts,
+                "skills_first": config.skills_first,
+                "skills_first_steps": config.skills_first_steps,
+            },
             "pretrain the tiny InternLM2 model",
         ),
         Stage(

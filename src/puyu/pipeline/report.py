@@ -154,6 +154,8 @@ def write_report(root: Path, records: dict[str, StageRecord], out_dir: Path) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# puyu quickstart report", ""]
     runs = {name: records[name].output("run") for name in ("pretrain", "sft") if name in records}
+    if "pretrain" in records and "skills_run" in records["pretrain"].outputs:
+        runs = {"pretrain, skills first": records["pretrain"].output("skills_run"), **runs}
     loss_png = loss_figure(runs, out_dir / "loss.png")
     evaluation = records.get("eval")
     scores = evaluation.figures.get("scores", {}) if evaluation else {}
