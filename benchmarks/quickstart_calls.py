@@ -20,16 +20,16 @@ from pathlib import Path
 from puyu.engine.llm import LLM
 from puyu.generation.sampling import SamplingParams
 from puyu.pipeline.calculator import OPERATOR_WORDS
-from puyu.pipeline.stages import StageRecord
+from puyu.pipeline.stages import StageRecord, read_summary
 
 
 def _stages(run: Path) -> dict[str, StageRecord]:
-    summary = run / "pipeline.json"
-    if not summary.is_file():
-        raise SystemExit(f"{run}: no pipeline.json (run `puyu quickstart --out {run} --until pretrain` first)")
-    records = {name: StageRecord(**record) for name, record in json.loads(summary.read_text())["stages"].items()}
+    records = read_summary(run)
     if "world" not in records or "pretrain" not in records:
-        raise SystemExit(f"{run}: the world and pretrain stages have not finished")
+        raise SystemExit(
+            f"{run}: the world and pretrain stages have not finished "
+            f"(run `puyu quickstart --out {run} --until pretrain` first)"
+        )
     return records
 
 

@@ -34,7 +34,7 @@ from puyu.engine.llm import LLM
 from puyu.generation.sampling import SamplingParams
 from puyu.pipeline.questions import EVAL_RELATIONS, relation
 from puyu.pipeline.sft import SUM_LEAD
-from puyu.pipeline.stages import StageRecord
+from puyu.pipeline.stages import read_summary
 from puyu.pipeline.world import World
 
 PAIRS = [(a, b) for a in range(10) for b in range(10)]  # every one-digit sum, asked in both tables
@@ -42,11 +42,10 @@ PAIRS = [(a, b) for a in range(10) for b in range(10)]  # every one-digit sum, a
 
 def _output(run: Path, stage: str, output: str) -> Path:
     """An output of the run's current `stage`, as its `pipeline.json` records it."""
-    summary = run / "pipeline.json"
-    stages = json.loads(summary.read_text())["stages"] if summary.is_file() else {}
+    stages = read_summary(run)
     if stage not in stages:
         raise SystemExit(f"{run}: no finished {stage} stage (run `puyu quickstart --out {run}` first)")
-    return StageRecord(**stages[stage]).output(output)
+    return stages[stage].output(output)
 
 
 def questions(world: World) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:

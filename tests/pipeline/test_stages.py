@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from puyu.errors import PuyuError
-from puyu.pipeline.stages import DONE_FILE, Pipeline, Stage, StageContext
+from puyu.pipeline.stages import DONE_FILE, Pipeline, Stage, StageContext, read_summary
 
 
 class Recorder:
@@ -48,6 +48,8 @@ def test_second_run_skips_finished_stages(tmp_path: Path) -> None:
     recorder.pipeline(tmp_path).run()
     assert recorder.runs == ["a", "b", "c", "d"]
     assert json.loads((tmp_path / "pipeline.json").read_text())["stages"].keys() == {"a", "b", "c", "d"}
+    assert read_summary(tmp_path) == records
+    assert read_summary(tmp_path / "elsewhere") == {}
 
 
 def test_changed_config_reruns_that_stage_and_downstream_only(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from puyu.model.checkpoint import load_model, save_model
+from puyu.pipeline.new_tokens import token_matrices
 from puyu.tokenizer import Tokenizer
 
 
@@ -42,11 +43,8 @@ def blend_number_starts(model_dir: str | Path) -> int:
     if not pairs or len(space) != 1:
         return 0
     model = load_model(model_dir, dtype="float32")
-    matrices = [model.model.embed_tokens.weight]
-    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
-        matrices.append(model.lm_head.weight)
     spaced, bare = torch.tensor([s for s, _ in pairs]), torch.tensor([b for _, b in pairs])
-    for weight in matrices:
+    for weight in token_matrices(model):
         # Two independent random rows mixed at 45 degrees keep the initial norm.
         weight[spaced] = (weight[bare] + weight[space[0]]) / math.sqrt(2.0)
     save_model(model, model_dir)

@@ -17,6 +17,7 @@ import torch
 
 from puyu.data.shards import open_split
 from puyu.model.checkpoint import load_model, save_model
+from puyu.model.decoder import CausalLM
 from puyu.tokenizer import Tokenizer
 
 
@@ -34,6 +35,14 @@ def token_ids_in(shards_dir: str | Path) -> set[int]:
     return seen
 
 
+def token_matrices(model: CausalLM) -> list[torch.Tensor]:
+    """The matrices with a row per token: the input embedding, and the output head unless tied to it."""
+    matrices = [model.model.embed_tokens.weight]
+    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
+        matrices.append(model.lm_head.weight)
+    return matrices
+
+
 @torch.no_grad()
 def mean_init_tokens(model_dir: str | Path, token_ids: list[int], *, seed: int = 0) -> None:
     """Rewrite the embedding and output rows of `token_ids` in the HF folder `model_dir`, in place."""
@@ -42,10 +51,7 @@ def mean_init_tokens(model_dir: str | Path, token_ids: list[int], *, seed: int =
     model = load_model(model_dir, dtype="float32")
     generator = torch.Generator().manual_seed(seed)
     ids = torch.tensor(token_ids)
-    matrices = [model.model.embed_tokens.weight]
-    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
-        matrices.append(model.lm_head.weight)
-    for weight in matrices:
+    for weight in token_matrices(model):
         trained = torch.ones(weight.shape[0], dtype=torch.bool)
         trained[ids] = False
         mean, std = weight[trained].mean(0), weight[trained].std(0)

@@ -248,6 +248,14 @@ def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[st
         )
         blended = blend_number_starts(init)
         model_section = {"init_from": str(init)}
+
+    def phase(run: str, model: dict[str, Any], max_steps: int, tokens: Path) -> TrainConfig:
+        """The pretraining settings with this run folder, starting model, step count and token shards."""
+        fixed = {"run_dir": str(ctx.dir / run), "seed": config.seed, "model": model, "max_steps": max_steps}
+        return from_dict(
+            TrainConfig, _deep_merge(config.pretrain, {**fixed, "data": {"train": [{"path": str(tokens)}]}})
+        )
+
     steps = int(config.pretrain.get("max_steps", 0))
     outputs: dict[str, Path] = {}
     skills_loss: float | None = None
@@ -255,36 +263,16 @@ def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[st
         # The copying an instruction task rests on forms (or not) early in pretraining; a first phase on the
         # copying documents alone makes it form on worlds where one phase on the mixture left it unformed.
         first = _skills_tokens(config, ctx, tokenizer)
-        warm = _deep_merge(
-            config.pretrain,
-            {
-                "run_dir": str(ctx.dir / "skills_run"),
-                "seed": config.seed,
-                "model": model_section,
-                "max_steps": config.skills_first_steps,
-                "data": {"train": [{"path": str(first)}]},
-            },
-        )
-        first_result = pretrain(from_dict(TrainConfig, warm))
+        first_result = pretrain(phase("skills_run", model_section, config.skills_first_steps, first))
         warmed = export_checkpoint(ctx.dir / "skills_run", _fresh(ctx.dir / "skills_model"), tokenizer=tokenizer)
         model_section = {"init_from": str(warmed)}
         steps -= config.skills_first_steps
         outputs["skills_run"] = ctx.dir / "skills_run"
         skills_loss = first_result.train_loss
-    settings = _deep_merge(
-        config.pretrain,
-        {
-            "run_dir": str(ctx.dir / "run"),
-            "seed": config.seed,
-            "model": model_section,
-            "max_steps": steps,
-            "data": {"train": [{"path": str(ctx.input("tokenizer", "tokens"))}]},
-        },
-    )
-    result = pretrain(from_dict(TrainConfig, settings))
+    tokens = ctx.input("tokenizer", "tokens")
+    result = pretrain(phase("run", model_section, steps, tokens))
     plots = plot_run(ctx.dir / "run")
     model = export_checkpoint(ctx.dir / "run", _fresh(ctx.dir / "model"), tokenizer=tokenizer)
-    tokens = ctx.input("tokenizer", "tokens")
     chat_tokens = unseen_special_ids(Tokenizer.from_pretrained(tokenizer), token_ids_in(tokens))
     mean_init_tokens(model, chat_tokens, seed=config.seed)
     figures = {

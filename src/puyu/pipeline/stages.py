@@ -26,6 +26,7 @@ from puyu.io import atomic_write_text
 
 DONE_FILE = "stage.json"
 STAGES_DIR = "stages"
+SUMMARY_FILE = "pipeline.json"
 
 
 @dataclass
@@ -205,4 +206,12 @@ class Pipeline:
 
     def _write_summary(self, records: dict[str, StageRecord]) -> None:
         summary = {"stages": {name: asdict(r) for name, r in records.items()}}
-        atomic_write_text(self.root / "pipeline.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(self.root / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_summary(root: str | Path) -> dict[str, StageRecord]:
+    """The records of the stages a pipeline in `root` last ran, from its summary (empty when it has none)."""
+    summary = Path(root) / SUMMARY_FILE
+    if not summary.is_file():
+        return {}
+    return {name: StageRecord(**record) for name, record in json.loads(summary.read_text())["stages"].items()}
