@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,16 @@ def test_tiny_chain_caches_and_reruns_downstream(tmp_path: Path) -> None:
         base_rows = load_model(records["pretrain"].output("model")).model.embed_tokens.weight
         moved = (merged.model.embed_tokens.weight != base_rows).any(dim=1).nonzero().flatten().tolist()
         assert moved == chat_ids
+        # With `train_digit_rows`, the digits' and space-digits' rows are trained too (only SFT reruns).
+        from puyu.pipeline.digit_rows import number_start_pairs
+
+        lines.clear()
+        digits = run_quickstart(tmp_path, replace(config, train_digit_rows=True), until="sft", echo=lines.append)
+        assert [line.split(":")[1].split()[0] for line in lines if "cached" in line] == ["cached"] * 4
+        digit_ids = sorted({token for pair in number_start_pairs(tokenizer) for token in pair})
+        assert len(digit_ids) == 20
+        rows = json.loads((digits["sft"].output("adapter") / "adapter_config.json").read_text())
+        assert rows["trainable_token_indices"]["tok_embeddings"] == chat_ids + digit_ids
         quantized = json.loads((records["quantize"].output("model") / "config.json").read_text())
         assert "quantization_config" in quantized
         scores = records["eval"].figures["scores"]

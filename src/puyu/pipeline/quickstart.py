@@ -49,6 +49,7 @@ class QuickstartConfig:
         pretrain: `TrainConfig` fields (run_dir, model and data.train are set by the stage).
         sft: `FinetuneConfig` fields (run_dir, model and data are set by the stage).
         train_chat_tokens: train the embedding and output rows of the chat tokens beside the LoRA adapters.
+        train_digit_rows: train the rows of the digits and the space-digit tokens beside them as well.
         sft_replay: corpus files (names under the world's `corpus/`, e.g. "sum_drills") mixed into the SFT data
             as text (`data.replay`), so SFT keeps what pretraining taught.
         quantize: `quantize_folder` keyword arguments.
@@ -70,6 +71,7 @@ class QuickstartConfig:
     pretrain: dict[str, Any] = field(default_factory=dict)
     sft: dict[str, Any] = field(default_factory=dict)
     train_chat_tokens: bool = True
+    train_digit_rows: bool = False
     sft_replay: list[str] = field(default_factory=list)
     quantize: dict[str, Any] = field(default_factory=lambda: {"method": "int8"})
     eval_limit: int | None = None
@@ -332,11 +334,17 @@ def stage_sft(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[str, Pa
     if config.sft_replay:
         corpus = ctx.input("world", "corpus")
         stage_settings["data"]["replay"] = [str(corpus / f"{name}.jsonl") for name in config.sft_replay]
-    chat_tokens = ctx.upstream["pretrain"].figures["new_token_ids"]
-    if config.train_chat_tokens and chat_tokens:
-        # Pretraining never showed these chat tokens (`<|action_start|>`, ...), and LoRA alone cannot change
-        # their rows: the model would read and write them through rows it never learned.
-        stage_settings["lora"] = {"trainable_token_indices": {"embed_tokens": chat_tokens, "lm_head": chat_tokens}}
+    # Pretraining never showed the new chat tokens (`<|action_start|>`, ...), and LoRA alone cannot change
+    # their rows: the model would read and write them through rows it never learned.
+    trained_rows = list(ctx.upstream["pretrain"].figures["new_token_ids"]) if config.train_chat_tokens else []
+    if config.train_digit_rows:
+        from puyu.pipeline.digit_rows import number_start_pairs
+        from puyu.tokenizer import Tokenizer
+
+        pairs = number_start_pairs(Tokenizer.from_pretrained(base))
+        trained_rows += sorted({token for pair in pairs for token in pair} - set(trained_rows))
+    if trained_rows:
+        stage_settings["lora"] = {"trainable_token_indices": {"embed_tokens": trained_rows, "lm_head": trained_rows}}
     settings = _deep_merge(config.sft, stage_settings)
     result = finetune(from_dict(FinetuneConfig, settings))
     plots = plot_run(ctx.dir / "run")
@@ -485,7 +493,12 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
             "sft",
             bind(stage_sft),
             ("world", "pretrain"),
-            {"sft": settings["sft"], "train_chat_tokens": config.train_chat_tokens, "sft_replay": config.sft_replay},
+            {
+                "sft": settings["sft"],
+                "train_chat_tokens": config.train_chat_tokens,
+                "train_digit_rows": config.train_digit_rows,
+                "sft_replay": config.sft_replay,
+            },
             "LoRA SFT on the chat data",
         ),
         Stage("merge", bind(stage_merge), ("pretrain", "sft"), {}, "merge the adapter"),
