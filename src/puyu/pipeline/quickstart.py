@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from puyu.pipeline.stages import Pipeline, Stage, StageContext
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SIZES = ("tiny", "default")
+MODEL_PRESET = "internlm2-tiny"  # the shape `model` overrides; pretraining starts from its random init
 VERSION = "6"
 
 
@@ -182,9 +184,8 @@ def stage_tokenizer(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[s
     documents = ctx.input("data", "documents")
     text_file = ctx.dir / "corpus.txt"
     with text_file.open("w", encoding="utf-8") as out:  # rewritten whole on a rerun
-        for part in sorted(documents.glob("*.jsonl")):
-            for line in part.read_text(encoding="utf-8").splitlines():
-                out.write(json.loads(line)["text"] + "\n")
+        for line in _prepared_lines(documents):
+            out.write(json.loads(line)["text"] + "\n")
     tokenizer = train_bpe(
         [text_file],
         config.vocab_size,
@@ -208,6 +209,12 @@ def stage_tokenizer(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[s
     chars = text_file.stat().st_size
     figures = {"vocab_size": tokenizer.vocab_size, "tokens": _token_counts(manifest), "corpus_bytes": chars}
     return {"tokenizer": ctx.dir / "tokenizer", "tokens": ctx.dir / "tokens"}, figures
+
+
+def _prepared_lines(documents: Path) -> Iterator[str]:
+    """The JSONL lines of the data stage's prepared documents, part by part in order."""
+    for part in sorted(documents.glob("*.jsonl")):
+        yield from part.read_text(encoding="utf-8").splitlines()
 
 
 def _fresh(folder: Path) -> Path:
@@ -239,14 +246,14 @@ def stage_pretrain(config: QuickstartConfig, ctx: StageContext) -> tuple[dict[st
 
     tokenizer = ctx.input("tokenizer", "tokenizer")
     overrides = {**config.model, "vocab_size": _model_vocab(tokenizer)}
-    model_section: dict[str, Any] = {"preset": "internlm2-tiny", "overrides": overrides, "tokenizer": str(tokenizer)}
+    model_section: dict[str, Any] = {"preset": MODEL_PRESET, "overrides": overrides, "tokenizer": str(tokenizer)}
     blended = 0
     if config.blend_number_starts:
         from puyu.model.init import init_model_folder
         from puyu.pipeline.digit_rows import blend_number_starts
 
         init = init_model_folder(
-            "internlm2-tiny", _fresh(ctx.dir / "init"), overrides=overrides, tokenizer_dir=tokenizer, seed=config.seed
+            MODEL_PRESET, _fresh(ctx.dir / "init"), overrides=overrides, tokenizer_dir=tokenizer, seed=config.seed
         )
         blended = blend_number_starts(init)
         model_section = {"init_from": str(init)}
@@ -299,11 +306,10 @@ def _skills_tokens(config: QuickstartConfig, ctx: StageContext, tokenizer: Path)
     picked = ctx.dir / "skills.jsonl"
     count = 0
     with picked.open("w", encoding="utf-8") as out:
-        for part in sorted(ctx.input("data", "documents").glob("*.jsonl")):
-            for line in part.read_text(encoding="utf-8").splitlines():
-                if json.loads(line)["id"].startswith(wanted):
-                    out.write(line + "\n")
-                    count += 1
+        for line in _prepared_lines(ctx.input("data", "documents")):
+            if json.loads(line)["id"].startswith(wanted):
+                out.write(line + "\n")
+                count += 1
     if not count:
         raise PuyuError(f"skills_first {config.skills_first}: no prepared document comes from these corpus files")
     manifest = tokenize_documents(
