@@ -265,3 +265,33 @@ def test_orpo_and_grpo_from_the_command_line(tmp_path: Path, one_thread: None) -
     assert {"reward", "reward_std", "solved", "completion_length", "kl"} <= set(rows[-1])
     # Preference data with an RL method is refused in one line.
     assert main(["finetune", "--method", "grpo", "--data", str(pairs), "--out", str(tmp_path / "bad"), *common]) == 2
+
+
+def test_reward_model_learns_and_opens_in_transformers(tmp_path: Path, one_thread: None) -> None:  # noqa: F811
+    """Bradley–Terry on a learnable preference (upper case over lower case); the folder is what transformers opens
+    as LlamaForSequenceClassification, with the same scores."""
+    from finetune_support import preference_rows
+    from transformers import AutoModelForSequenceClassification
+
+    from puyu.finetune.reward_model import load_reward_model
+    from puyu.tokenizer import Tokenizer
+
+    folder = tiny_model(tmp_path / "base")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(40))
+    config = quiet_config(
+        tmp_path / "rm", folder, pairs, method="rm", max_steps=30, micro_batch_size=8, rm_holdout=0.2,
+        optimizer={"lr": 3e-3, "weight_decay": 0.0}, schedule={"kind": "constant", "warmup_steps": 0},
+    )  # fmt: skip
+    result = finetune(config)
+    held_out = json.loads((tmp_path / "rm" / "rm_eval.json").read_text())
+    assert held_out["held_out_pairs"] == 8 and held_out["pairwise_accuracy"] >= 0.75
+    ours = load_reward_model(result.output)
+    theirs = AutoModelForSequenceClassification.from_pretrained(result.output).eval()
+    assert theirs.config.num_labels == 1
+    tokenizer = Tokenizer.from_pretrained(result.output)
+    for text in ("Shout apple0 APPLE0!", "Shout river1 river1.", "你好, world"):
+        ids = torch.tensor([tokenizer.encode(text)])
+        with torch.no_grad():
+            expected = float(theirs(input_ids=ids).logits[0, 0])
+            got = float(ours(ids, torch.tensor([ids.shape[1] - 1]))[0])
+        assert got == pytest.approx(expected, abs=1e-4)

@@ -8,7 +8,7 @@ import os
 
 # Flags that are shorthands for config keys: (flag, dest, type, config key, help).
 _SHORTHANDS: tuple[tuple[str, str, type, str, str], ...] = (
-    ("--method", "method", str, "method", "full, lora, qlora, dpo, orpo, grpo or rloo"),
+    ("--method", "method", str, "method", "full, lora, qlora, dpo, orpo, rm, grpo or rloo"),
     ("--model", "model", str, "model", "HF model folder to start from"),
     ("--data", "data", str, "data.path", "training data file (chat, preference, prompts or text JSONL/.txt)"),
     ("--data-kind", "data_kind", str, "data.kind", "chat, preference, text, prompts (default: by method)"),
@@ -37,7 +37,7 @@ _SHORTHANDS: tuple[tuple[str, str, type, str, str], ...] = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune a model: full, lora, qlora, dpo, orpo, grpo or rloo (and continued pretraining on text)",
+        help="fine-tune a model: full, lora, qlora, dpo, orpo, rm, grpo or rloo (and continued pretraining on text)",
         description="Settings come from CONFIG.yaml (see configs/finetune/) and/or the flags below, then KEY=VALUE "
         "overrides with dotted keys (e.g. lora.r=16 data.packing=false). A run resumes from the latest checkpoint "
         "in its run folder. The result is RUN_DIR/adapter (a PEFT folder; `puyu merge` folds it into the base) or "
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "args", nargs="*", metavar="ARG", help="CONFIG.yaml (optional, first), then KEY=VALUE settings overrides"
     )
     choices = {
-        "method": ("full", "lora", "qlora", "dpo", "orpo", "grpo", "rloo"),
+        "method": ("full", "lora", "qlora", "dpo", "orpo", "rm", "grpo", "rloo"),
         "data_kind": ("chat", "preference", "text", "prompts"),
     }
     for flag, dest, kind, _, text in _SHORTHANDS:

@@ -16,8 +16,8 @@ from puyu.train.config import DataSection, DataSource, ModelSection, TrainConfig
 from puyu.train.optimizer import OptimizerConfig
 from puyu.train.schedule import ScheduleConfig
 
-Method = Literal["full", "lora", "qlora", "dpo", "orpo", "grpo", "rloo"]
-PREFERENCE_METHODS = ("dpo", "orpo")
+Method = Literal["full", "lora", "qlora", "dpo", "orpo", "rm", "grpo", "rloo"]
+PREFERENCE_METHODS = ("dpo", "orpo", "rm")
 RL_METHODS = ("grpo", "rloo")
 
 
@@ -115,8 +115,9 @@ class FinetuneConfig:
     Args:
         run_dir: checkpoints, metrics, samples and the final artefact go here; a run resumes from here.
         method: "full" (every weight), "lora" (adapters on a frozen base), "qlora" (adapters on an NF4 base),
-            "dpo" / "orpo" (preference pairs; adapters or full, see `dpo.train`), "grpo" / "rloo" (online RL
-            on prompts with reward functions; adapters or full, see `rl.train`).
+            "dpo" / "orpo" (preference pairs; adapters or full, see `dpo.train`), "rm" (a reward model trained
+            on preference pairs: the whole decoder plus a scalar head), "grpo" / "rloo" (online RL on prompts with
+            reward functions; adapters or full, see `rl.train`).
         model: the HF model folder to start from.
         data, lora, qlora, dpo, rl: the sections above (rl: `puyu.finetune.grpo.RLSection`).
         freeze_embeddings: full fine-tuning: keep the token embeddings (and a tied output matrix) frozen.
@@ -126,6 +127,7 @@ class FinetuneConfig:
         eval_prompts: user messages answered (greedy) every `eval_every` steps and logged to samples.jsonl.
         eval_every: steps between sample generations (0 = only at the end when prompts are given).
         eval_max_tokens: most tokens per sample answer.
+        rm_holdout: method rm: the share of pairs held out to report pairwise accuracy on (0 = none).
     """
 
     run_dir: str
@@ -156,6 +158,7 @@ class FinetuneConfig:
     eval_prompts: list[str] = field(default_factory=list)
     eval_every: int = 0
     eval_max_tokens: int = 64
+    rm_holdout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.eval_every < 0 or self.eval_max_tokens < 1:
@@ -164,7 +167,9 @@ class FinetuneConfig:
         if self.method in PREFERENCE_METHODS and kind != "preference":
             raise PuyuError(f"method {self.method} trains on preference pairs, not data.kind {kind!r}")
         if self.method not in PREFERENCE_METHODS and kind == "preference":
-            raise PuyuError(f"preference data needs method dpo or orpo, not {self.method!r}")
+            raise PuyuError(f"preference data needs method dpo, orpo or rm, not {self.method!r}")
+        if not 0.0 <= self.rm_holdout < 1.0:
+            raise PuyuError(f"rm_holdout must be in [0, 1), got {self.rm_holdout}")
         if (self.method in RL_METHODS) != (kind == "prompts"):
             raise PuyuError(f"method {self.method} does not train on data.kind {kind!r} (prompts go with grpo/rloo)")
         if self.data.replay_paths and kind != "chat":
@@ -184,6 +189,8 @@ class FinetuneConfig:
     def trains(self) -> str:
         """What the weights updates go to: "full", "lora" or "qlora" (preference methods resolved by `dpo.train`,
         RL methods by `rl.train`)."""
+        if self.method == "rm":
+            return "full"
         if self.method in PREFERENCE_METHODS:
             return self.dpo.train
         return self.rl.train if self.method in RL_METHODS else self.method

@@ -41,8 +41,8 @@ class RLSection:
     """Online RL settings (methods grpo and rloo).
 
     Args:
-        rewards: reward functions (one name or a list), summed: built-ins (`exact`, `contains`, `numeric`, `calculator`),
-            `regex:PATTERN`, or `module:function`.
+        rewards: reward functions (one name or a list), summed: built-ins (`exact`, `contains`, `numeric`,
+            `calculator`), `regex:PATTERN`, or `module:function`.
         reward_weights: a weight per reward function (default 1 each).
         group_size: completions sampled per prompt (G).
         prompts_per_step: prompts per optimizer step (the step trains on prompts_per_step × G completions).

@@ -90,7 +90,22 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     train_config = config.to_train_config()
     pad_id = pad_token_id(tokenizer)
     loss_fn: LossFn
-    if config.method in RL_METHODS:
+    held_out: list[Any] = []
+    batch_settings = {
+        "micro_batch_size": config.micro_batch_size,
+        "grad_accum": config.grad_accum,
+        "seed": config.seed,
+        "rank": info.rank,
+        "world_size": info.world_size,
+    }
+    if config.method == "rm":
+        from puyu.finetune.reward_model import RewardLoss, RewardModel
+
+        data, held_out = split_holdout(data, config.rm_holdout, config.seed)
+        model = RewardModel(model).train()  # type: ignore[assignment]
+        loss_fn = RewardLoss()
+        batches: Any = PreferenceBatches(data, pad_id=pad_id, **batch_settings)
+    elif config.method in RL_METHODS:
         batches, loss_fn = rollout_source(config, model, tokenizer, template, data, pad_id)
     elif config.method in PREFERENCE_METHODS:
         loss_fn = PreferenceLoss(
@@ -105,27 +120,11 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             attach_reference(
                 model, data, pad_id=pad_id, batch_size=config.micro_batch_size, device=info.device, progress=show
             )
-        batches: Any = PreferenceBatches(
-            data,
-            micro_batch_size=config.micro_batch_size,
-            grad_accum=config.grad_accum,
-            pad_id=pad_id,
-            seed=config.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-        )
+        batches = PreferenceBatches(data, pad_id=pad_id, **batch_settings)
     else:
         loss_fn = causal_lm_loss
         batches = SampleBatches(
-            data,
-            seq_len=config.data.seq_len,
-            micro_batch_size=config.micro_batch_size,
-            grad_accum=config.grad_accum,
-            pad_id=pad_id,
-            packing=config.data.packing,
-            seed=config.seed,
-            rank=info.rank,
-            world_size=info.world_size,
+            data, seq_len=config.data.seq_len, pad_id=pad_id, packing=config.data.packing, **batch_settings
         )
     hooks: list[StepHook] = []
     if config.eval_prompts:
@@ -143,7 +142,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         )
     train = run_training(train_config, model, batches, loss_fn, info, hooks=hooks)
     output = run_dir / (ADAPTER_DIR if config.uses_adapters else MODEL_DIR)
-    if info.is_main:
+    if info.is_main and config.method == "rm":
+        save_reward_artefact(config, model, output, held_out, pad_id, echo=show)
+    elif info.is_main:
         save_artefact(config, model, output)
     return FinetuneResult(
         output=output,
@@ -196,6 +197,37 @@ def reference_kind(config: FinetuneConfig) -> str:
     if config.dpo.loss == "simpo" or config.method == "orpo":
         return "none"
     return "adapters_off" if config.uses_adapters else "precomputed"
+
+
+def split_holdout(pairs: list[Any], share: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """(training pairs, held-out pairs): a seeded share of the pairs, at least one when share > 0."""
+    if share <= 0 or len(pairs) < 2:
+        return pairs, []
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    count = min(len(pairs) - 1, max(1, round(share * len(pairs))))
+    held = set(order[:count])
+    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
+
+
+def save_reward_artefact(
+    config: FinetuneConfig, model: Any, output: Path, held_out: list[Any], pad_id: int, *, echo: bool
+) -> Path:
+    """The reward model's folder, and its pairwise accuracy on the held-out pairs (`rm_eval.json`)."""
+    from puyu.finetune.preference_data import pair_batch
+    from puyu.finetune.reward_model import pairwise_accuracy, save_reward_model
+
+    save_reward_model(model, output, pad_token_id=pad_id)
+    copy_tokenizer_files(Path(config.model), output)
+    if held_out:
+        device = model.lm.device
+        batches = [pair_batch(held_out[i : i + 8], pad_id).to(device) for i in range(0, len(held_out), 8)]
+        result = {"held_out_pairs": len(held_out), "pairwise_accuracy": pairwise_accuracy(model, batches)}
+        atomic_write_text(Path(config.run_dir) / "rm_eval.json", json.dumps(result, indent=2) + "\n")
+        if echo:
+            print(
+                f"reward model: pairwise accuracy {result['pairwise_accuracy']:.3f} on {len(held_out)} held-out pairs"
+            )
+    return output
 
 
 def rollout_source(
