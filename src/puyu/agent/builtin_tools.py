@@ -5,6 +5,7 @@ Each is a plain `@tool` function; `BUILTIN_TOOLS` maps the names the CLI and the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from puyu.agent.calculator import calculate
@@ -26,16 +27,28 @@ def calculator(expression: str) -> str:
     return calculate(expression)
 
 
+_FENCE = re.compile(r"^\s*```[\w+-]*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+def strip_fence(code: str) -> str:
+    """Code without a surrounding Markdown fence (InternLM2 writes ```python … ``` inside interpreter calls)."""
+    match = _FENCE.match(code)
+    return match.group(1) if match else code
+
+
 def _sandbox(context: ToolContext):
     from puyu.agent.sandbox import Sandbox
 
     sandbox = context.state.get("sandbox")
     if sandbox is None:
-        sandbox = context.state["sandbox"] = Sandbox(context.workspace)
+        sandbox = context.state["sandbox"] = Sandbox(context.workspace, timeout=context.timeout)
+        # A session loaded from disk gets its variables back by replaying the cells that ran before.
+        for cell in context.state.get("python_cells", []):
+            sandbox.run(cell)
     return sandbox
 
 
-@tool(timeout=None)
+@tool
 def python(code: str, context: ToolContext) -> ToolResult:
     """Run Python code in a stateful sandboxed interpreter (variables persist between calls; no network).
 
@@ -43,7 +56,12 @@ def python(code: str, context: ToolContext) -> ToolResult:
         code: Python source. The value of the last expression is returned; print() output too. matplotlib
             figures are saved as PNG files.
     """
+    code = strip_fence(code)
     result = _sandbox(context).run(code)
+    if result.restarted:
+        context.state["python_cells"] = []
+    if result.ok:
+        context.state.setdefault("python_cells", []).append(code)
     artifacts = [Artifact.from_workspace(context.workspace, name) for name in result.artifacts]
     return ToolResult(content=result.as_text(), artifacts=artifacts, error=not result.ok)
 

@@ -51,20 +51,24 @@ class ToolResult:
 
 
 class ToolContext:
-    """What the runtime hands a tool that asks for it: the workspace and per-session state (e.g. a sandbox)."""
+    """What the runtime hands a tool that asks for it: the workspace, per-session state (e.g. a sandbox) and the
+    per-call time limit."""
 
-    def __init__(self, workspace: str | os.PathLike[str], state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, workspace: str | os.PathLike[str], state: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> None:
         self.workspace = Path(workspace).resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.state: dict[str, Any] = {} if state is None else state
+        self.timeout = timeout
 
     def close(self) -> None:
-        """Release what tools kept in the state (sandbox kernels and the like)."""
-        for value in self.state.values():
+        """Release live objects tools kept in the state (sandbox kernels); JSON-able state stays."""
+        for key, value in list(self.state.items()):
             close = getattr(value, "close", None)
             if callable(close):
                 close()
-        self.state.clear()
+                del self.state[key]
 
 
 def _strip_titles(schema: Any) -> Any:
