@@ -102,7 +102,7 @@ def test_tool_timeout(tmp_path):
 
     model = ScriptedModel([ChatResult("", [_call("slow", {"seconds": 3})]), ChatResult("gave up")])
     agent = Agent(model, [slow], protocol="openai", workspace=tmp_path, tool_timeout=0.2)
-    result = [e for e in agent.run("q") if isinstance(e, ToolResultEvent)][0]
+    (result,) = [e for e in agent.run("q") if isinstance(e, ToolResultEvent)]
     assert result.error and "timed out" in result.content
 
 
@@ -175,7 +175,8 @@ def test_internlm2_plugin_and_lagent_interpreter_call(tmp_path):
     model = ScriptedModel(
         [
             'Adding.<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 20, "b": 22}}<|action_end|>\n',
-            '<|action_start|><|plugin|>\n{"name": "IPythonInterpreter", "parameters": {"command": "6 * 7"}}<|action_end|>',
+            "<|action_start|><|plugin|>\n"
+            '{"name": "IPythonInterpreter", "parameters": {"command": "6 * 7"}}<|action_end|>',
             "<|action_start|><|interpreter|>\n```python\nprint(40 + 2)\n```<|action_end|>\n",
             "The answer is 42.",
         ]
@@ -243,7 +244,7 @@ def test_sessions_save_load_and_stay_isolated(tmp_path):
     other = agent.new_session("beta")
     model.replies = [ChatResult("", [_call("python", {"code": "'x' in globals()"}, "c9")]), ChatResult("no")]
     model._next = 0
-    result = [e for e in agent.run("x?", other) if isinstance(e, ToolResultEvent)][0]
+    (result,) = [e for e in agent.run("x?", other) if isinstance(e, ToolResultEvent)]
     assert result.content == "False"
     other.close()
 
@@ -251,7 +252,7 @@ def test_sessions_save_load_and_stay_isolated(tmp_path):
     assert loaded.id == "alpha" and loaded.messages[0]["content"] == "store 21"
     model.replies = [ChatResult("", [_call("python", {"code": "x * 2"}, "c3")]), ChatResult("42")]
     model._next = 0
-    result = [e for e in agent.run("double it", loaded) if isinstance(e, ToolResultEvent)][0]
+    (result,) = [e for e in agent.run("double it", loaded) if isinstance(e, ToolResultEvent)]
     loaded.close()
     assert result.content == "42"  # the interpreter's state came back with the session
     assert first.workspace != other.workspace
