@@ -187,6 +187,33 @@ class Tool:
         return f"Tool({self.name!r})"
 
 
+class SchemaTool(Tool):
+    """A tool defined by an explicit JSON Schema and a function of the arguments (e.g. a remote MCP tool).
+
+    Arguments are passed through as given; the other side validates them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        fn: Callable[..., Any],
+        timeout: float | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.description = description
+        self.timeout = timeout
+        self.context_parameter = None
+        self.parameters = dict(parameters or {"type": "object", "properties": {}})
+        self.parameters.setdefault("properties", {})
+        self.parameters.setdefault("required", [])
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        return dict(arguments)
+
+
 def to_result(value: Any, context: ToolContext | None) -> ToolResult:
     """A tool's return value as a `ToolResult`: text as is, JSON-able values as JSON, paths as artifacts."""
     if isinstance(value, ToolResult):
