@@ -14,15 +14,15 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
-from puyu.agent.events import ToolResultEvent  # noqa: E402
-from puyu.agent.loop import Agent  # noqa: E402
-from puyu.agent.mcp_bridge import MCPBridge  # noqa: E402
-from puyu.agent.scripted import ScriptedModel  # noqa: E402
-from puyu.client import ChatResult, ToolCall  # noqa: E402
-from puyu.errors import PuyuError  # noqa: E402
+from puyu.agent.events import ToolResultEvent
+from puyu.agent.loop import Agent
+from puyu.agent.mcp_bridge import MCPBridge
+from puyu.agent.scripted import ScriptedModel
+from puyu.client import ChatResult, ToolCall
+from puyu.errors import PuyuError
 
 FASTMCP_SERVER = Path(__file__).parent / "assets" / "fastmcp_server.py"
 

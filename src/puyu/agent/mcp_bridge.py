@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import shlex
 import threading
 from typing import Any
@@ -106,10 +107,8 @@ class MCPBridge:
     def close(self) -> None:
         if self._stop is not None and self._loop.is_running():
             self._loop.call_soon_threadsafe(self._stop.set)
-            try:
+            with contextlib.suppress(Exception):
                 self._main.result(timeout=10)
-            except Exception:  # noqa: S110 - closing: the server may already be gone
-                pass
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
