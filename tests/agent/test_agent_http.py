@@ -26,7 +26,14 @@ PYTHON_CALL = (
 )
 
 
+FINAL_ANSWER_CALL = '<|action_start|><|plugin|>\n{"name": "final_answer", "parameters": {"answer": "42"}}<|action_end|>'
+
+
 def script(prompt: str) -> str | None:
+    if '"final_answer"' in prompt:
+        # smolagents' ToolCallingAgent: its tool results come back as user "Observation:" turns, and it ends by
+        # calling its own final_answer tool.
+        return FINAL_ANSWER_CALL if "Observation:" in prompt else "Let me compute." + CALCULATOR_CALL
     if "<|im_start|>environment" in prompt:
         return ANSWER
     if "<|plugin|>\n[" in prompt:
@@ -36,8 +43,11 @@ def script(prompt: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
-    folder = serve_support.make_model_folder(tmp_path_factory.mktemp("agent-http") / "tiny")
-    engine = serve_support.engine_factory(folder, script=script)()
+    # smolagents' system prompt alone is ~4k tokens.
+    folder = serve_support.make_model_folder(
+        tmp_path_factory.mktemp("agent-http") / "tiny", max_position_embeddings=8192
+    )
+    engine = serve_support.engine_factory(folder, script=script, num_blocks=1024)()
     workspace = tmp_path_factory.mktemp("agent-workspaces")
     app = create_app(
         engine,
@@ -114,3 +124,33 @@ def test_bad_requests_fail_alone_with_openai_shaped_errors(base_url, body, param
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == param or param in (error["param"] or "") or param in error["message"]
+
+
+def test_smolagents_tool_calling_agent_round_trip(base_url):
+    smolagents = pytest.importorskip("smolagents")
+    from puyu.agent.calculator import calculate
+
+    @smolagents.tool
+    def calculator(expression: str) -> str:
+        """Evaluate an arithmetic expression.
+
+        Args:
+            expression: the arithmetic expression.
+        """
+        return calculate(expression)
+
+    model = smolagents.OpenAIServerModel(model_id=serve_support.MODEL_NAME, api_base=base_url + "/v1", api_key="secret")
+    agent = smolagents.ToolCallingAgent(tools=[calculator], model=model, max_steps=3, verbosity_level=0)
+    assert str(agent.run("What is 6 * 7?")) == "42"
+    observations = [step.observations for step in agent.memory.steps if getattr(step, "observations", None)]
+    assert any("42" in text for text in observations)
+
+
+def test_cli_agent_against_the_served_model(base_url, tmp_path, capsys):
+    from puyu.cli import main
+
+    argv = ["agent", base_url, "What is 6 * 7?", "--json", "--api-key", "secret", "--protocol", "openai"]
+    assert main([*argv, "--workspace", str(tmp_path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["type"] for line in lines] == ["thought", "tool_call", "tool_result", "answer"]
+    assert lines[-1] == {"type": "answer", "content": ANSWER}
