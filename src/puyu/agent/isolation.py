@@ -194,6 +194,8 @@ def _bwrap_root() -> list[str]:
             argv += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             argv += ["--ro-bind", folder, folder]
+    # /tmp first: a Python installation under /tmp (a virtual environment there) is bound on top of it.
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for path in _python_dirs():
         if not any(path.is_relative_to(folder) for folder in SYSTEM_DIRS):
             argv += ["--ro-bind", str(path), str(path)]
@@ -204,7 +206,7 @@ def command_prefix(level: str, workspace: Path) -> tuple[list[str], str]:
     """The argv prefix that confines a command at `level`, and the path of the workspace as the command sees it."""
     if level == "bwrap":
         argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
-        argv += [*_bwrap_root(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        argv += _bwrap_root()
         for secret in ("/etc/shadow", "/etc/gshadow"):
             if os.path.exists(secret):
                 argv += ["--ro-bind", "/dev/null", secret]
