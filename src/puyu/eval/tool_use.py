@@ -29,6 +29,7 @@ from puyu.agent.tools import SchemaTool, Tool
 from puyu.client import ModelClient, ToolCall
 from puyu.errors import PuyuError
 from puyu.eval.extract import extract_number, normalize_number
+from puyu.eval.tasks.base import iter_jsonl
 from puyu.generation.sampling import SamplingParams
 
 LAYOUT = 'tool-call JSONL: {"query" or "messages", "tools", "calls": [{"name", "arguments"}], "results"?, "answer"?}'
@@ -67,19 +68,9 @@ def _tools(entries: Any, where: str) -> list[Tool]:
 def load_tool_call_samples(path: str | Path, limit: int | None = None) -> list[ToolCallSample]:
     """Read a tool-call JSONL file (see the module docstring); malformed lines raise `PuyuError` naming them."""
     path = Path(path)
-    if not path.is_file():
-        raise PuyuError(f"{path}: file not found ({LAYOUT})")
     samples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in iter_jsonl(path, layout=LAYOUT):
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise PuyuError(f"{where}: not JSON ({exc})") from None
-        if not isinstance(record, dict):
-            raise PuyuError(f"{where}: expected an object ({LAYOUT})")
         messages = record.get("messages") or (
             [{"role": "user", "content": record["query"]}] if isinstance(record.get("query"), str) else None
         )
