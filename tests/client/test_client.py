@@ -16,6 +16,7 @@ serve_support = pytest.importorskip("serve_support", reason="the server test sup
 create_app = pytest.importorskip("puyu.serve.app", reason="puyu.serve is not available").create_app
 
 from openai.types.chat import ChatCompletionChunk  # noqa: E402
+from test_serve_tools import CALL, TOOLS  # noqa: E402
 
 from puyu import LLM  # noqa: E402
 from puyu.client import ChatResult, LocalModel, OpenAIModel, ToolCall, load_client  # noqa: E402
@@ -24,17 +25,6 @@ from puyu.engine.shared import SharedEngine  # noqa: E402
 from puyu.errors import PuyuError  # noqa: E402
 from puyu.generation.sampling import SamplingParams  # noqa: E402
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
-CALL = '<|action_start|><|plugin|>\n{"name": "get_weather", "parameters": {"city": "Paris"}}<|action_end|>'
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 GREEDY = SamplingParams(max_tokens=12, temperature=0)
 

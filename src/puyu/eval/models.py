@@ -17,14 +17,10 @@ __all__ = ["EvalModel", "TaskUnsupported", "default_chat", "greedy_params", "loa
 
 def __getattr__(name: str) -> Any:
     # `from puyu.eval.models import LocalModel, OpenAIModel` without importing torch/openai up front.
-    if name == "LocalModel":
-        from puyu.client.local import LocalModel
+    if name in ("LocalModel", "OpenAIModel"):
+        import puyu.client
 
-        return LocalModel
-    if name == "OpenAIModel":
-        from puyu.client.openai_http import OpenAIModel
-
-        return OpenAIModel
+        return getattr(puyu.client, name)
     raise AttributeError(name)
 
 

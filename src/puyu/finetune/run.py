@@ -1,4 +1,4 @@
-"""`finetune(config)`: full, LoRA, QLoRA and DPO fine-tuning on the one training loop.
+"""`finetune(config)`: full, LoRA, QLoRA, DPO/ORPO and online RL (GRPO/RLOO) on the one training loop.
 
 Read top to bottom: processes and seed → tokenizer, chat template and data (with a per-line report) → the
 base model and the method's changes to it (frozen embeddings, LoRA adapters, NF4 base) → objective and
@@ -18,7 +18,7 @@ import torch
 
 from puyu.configuration import to_dict
 from puyu.errors import PuyuError
-from puyu.finetune.config import FinetuneConfig
+from puyu.finetune.config import PREFERENCE_METHODS, RL_METHODS, FinetuneConfig
 from puyu.finetune.hooks import EvaluateChatHook
 from puyu.finetune.objectives import PreferenceLoss, causal_lm_loss
 from puyu.finetune.preference_data import PreferenceBatches, attach_reference, load_preference_pairs
@@ -90,9 +90,11 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     train_config = config.to_train_config()
     pad_id = pad_token_id(tokenizer)
     loss_fn: LossFn
-    if config.method == "dpo":
+    if config.method in RL_METHODS:
+        batches, loss_fn = rollout_source(config, model, tokenizer, template, data, pad_id)
+    elif config.method in PREFERENCE_METHODS:
         loss_fn = PreferenceLoss(
-            config.dpo.loss,
+            "orpo" if config.method == "orpo" else config.dpo.loss,
             beta=config.dpo.beta,
             reference=reference_kind(config),
             label_smoothing=config.dpo.label_smoothing,
@@ -160,6 +162,11 @@ def read_data(
     data = config.data
     template, tool_template = chat_templates(tokenizer, model_config.family, data.template, owner=config.model)
     kind = config.data_kind
+    if kind == "prompts":
+        from puyu.finetune.grpo import load_prompts
+
+        prompts = load_prompts(data.paths)
+        return prompts, DataReport(kind="prompts", samples=len(prompts), files=list(data.paths)), template
     if kind == "text":
         samples, report = load_text_samples(
             data.paths, tokenizer, seq_len=data.seq_len, text_field=data.text_field, progress=progress
@@ -186,9 +193,32 @@ def read_data(
 
 def reference_kind(config: FinetuneConfig) -> str:
     """Where DPO's reference log-probs come from (see `puyu.finetune.objectives`)."""
-    if config.dpo.loss == "simpo":
+    if config.dpo.loss == "simpo" or config.method == "orpo":
         return "none"
     return "adapters_off" if config.uses_adapters else "precomputed"
+
+
+def rollout_source(
+    config: FinetuneConfig, model: CausalLM, tokenizer: Tokenizer, template: Any, prompts: list[Any], pad_id: int
+) -> tuple[Any, LossFn]:
+    """Online RL's batch source (rollouts from the policy itself) and its loss."""
+    from puyu.finetune.grpo import RolloutBatches, RolloutLoss, frozen_reference
+
+    settings = config.rl
+    reference = frozen_reference(model) if settings.beta > 0 and not config.uses_adapters else None
+    source = RolloutBatches(
+        model,
+        tokenizer,
+        template,
+        prompts,
+        settings,
+        micro_batch_size=config.micro_batch_size,
+        seed=config.seed,
+        pad_id=pad_id,
+        reference=reference,
+        advantage="rloo" if config.method == "rloo" else "grpo",
+    )
+    return source, RolloutLoss(settings, source)
 
 
 def base_dtype(config: FinetuneConfig, device: torch.device) -> torch.dtype:
