@@ -297,8 +297,10 @@ def test_auto_protocol_from_the_template():
         def __init__(self, template):
             self.template = template
 
+    python = builtin("python")
     assert auto_protocol(ScriptedModel([])) == "openai"
-    assert auto_protocol(Local(ChatTemplate.builtin("internlm2"))) == "internlm2"
-    assert auto_protocol(Local(ChatTemplate.builtin("qwen2"))) == "openai"
-    assert auto_protocol(Local(ChatTemplate.from_source("{{ messages[0]['content'] }}"))) in ("react", "openai")
+    assert auto_protocol(Local(ChatTemplate.builtin("internlm2")), python) == "internlm2"
+    assert auto_protocol(Local(ChatTemplate.builtin("internlm2")), [add]) == "openai"
+    assert auto_protocol(Local(ChatTemplate.builtin("qwen2")), python) == "openai"
+    assert auto_protocol(Local(ChatTemplate("custom", "{{ messages[0]['content'] }}", []))) == "react"
     assert isinstance(ThoughtEvent("x").to_dict(), dict)

@@ -63,7 +63,7 @@ class Agent:
     ) -> None:
         self.model = model
         self.tools: list[Tool] = as_tools(tools)
-        self.protocol = make_protocol(protocol, model)
+        self.protocol = make_protocol(protocol, model, self.tools)
         self.max_turns = max(1, max_turns)
         self.tool_timeout = tool_timeout
         self.params = params or SamplingParams(max_tokens=512, temperature=0.0)

@@ -147,7 +147,8 @@ def evaluate_tool_calls(
     Returns (metrics, one prediction record per sample).
     """
     params = params or SamplingParams(max_tokens=256, temperature=0.0)
-    chosen = make_protocol(protocol, model)
+    tools = [t for sample in samples for t in sample.tools]
+    chosen = make_protocol(protocol, model, tools)
     records, names_right, calls_right, answers_right, answered, parse_errors = [], 0, 0, 0, 0, 0
     for sample in samples:
         turn = chosen.step(model, sample.messages, sample.tools, params, False)
