@@ -102,9 +102,11 @@ def render(event, stdout: TextIO, as_json: bool) -> None:
     stdout.flush()
 
 
-def agent_loop(agent, session, question: str | None, as_json: bool, session_file, stdin: TextIO = sys.stdin,
-               stdout: TextIO = sys.stdout) -> int:  # fmt: skip
+def agent_loop(agent, session, question: str | None, as_json: bool, session_file, stdin: TextIO | None = None,
+               stdout: TextIO | None = None) -> int:  # fmt: skip
     """Answer `question`, or read questions from `stdin` until EOF or /exit."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
     questions = [question] if question is not None else None
     interactive = questions is None and stdin.isatty()
     while True:
@@ -128,3 +130,18 @@ def agent_loop(agent, session, question: str | None, as_json: bool, session_file
             render(event, stdout, as_json)
         if session_file is not None:
             session.save(session_file)
+
+
+def chat_with_tools(args: argparse.Namespace) -> int:
+    """`puyu chat MODEL --tools …`: the chat prompt, answered by the agent (steps shown as they happen)."""
+    from puyu.agent.builtin_tools import builtin
+    from puyu.agent.loop import Agent
+    from puyu.client import load_client
+
+    model = load_client(args.model, device=args.device, dtype=None if args.dtype == "auto" else args.dtype)
+    agent = Agent(model, builtin(args.tools), "auto", params=sampling_params(args), system=args.system)
+    session = agent.new_session()
+    try:
+        return agent_loop(agent, session, None, False, None)
+    finally:
+        session.close()
