@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from puyu.agent.isolation import Limits, available_isolation
+from puyu.agent.isolation import Limits, available_isolation, isolation_works
 from puyu.agent.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,3 +219,25 @@ def test_rlimits_only_level_states_it_is_weaker(tmp_path):
         assert box.weaker and "weaker" in box.description
         assert box.run("import os\n'PATH' in os.environ, len(os.environ) < 10").result == "(True, True)"
         assert box.run("while True: pass", timeout=1).timed_out
+
+
+@pytest.mark.skipif(not isolation_works("unshare"), reason="unshare namespaces unavailable")
+def test_unshare_level_has_no_network_and_its_own_pid_space(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    code = f"""
+import os, socket
+try:
+    socket.create_connection(('127.0.0.1', {port}), timeout=2)
+    outcome = 'connected'
+except OSError:
+    outcome = 'refused'
+outcome, os.getpid() < 10"""
+    try:
+        with Sandbox(tmp_path, isolation="unshare", timeout=10, limits=SMALL) as box:
+            assert box.weaker and "weaker" in box.description
+            assert box.run(code).result == "('refused', True)"
+            assert box.run("while True: pass", timeout=1).timed_out
+            assert box.run("1 + 1").result == "2"
+    finally:
+        server.close()

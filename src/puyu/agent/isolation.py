@@ -64,20 +64,26 @@ def _probe(argv: list[str]) -> bool:
         return False
 
 
+_PROBES = {
+    "bwrap": ["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
+    "unshare": ["--user", "--map-root-user", "--net", "--pid", "--fork", "--mount-proc", "true"],
+}
+
+
 @functools.cache
+def isolation_works(level: str) -> bool:
+    """Whether `level` ("bwrap", "unshare", "rlimits") can be used on this machine (probed once per process)."""
+    if level == "rlimits":
+        return True
+    if sys.platform != "linux" or level not in _PROBES:
+        return False
+    program = shutil.which(level)
+    return program is not None and _probe([program, *_PROBES[level]])
+
+
 def available_isolation() -> str:
-    """The strongest isolation level that works on this machine (probed once per process)."""
-    if sys.platform != "linux":
-        return "rlimits"
-    bwrap = shutil.which("bwrap")
-    if bwrap and _probe(
-        [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "true"]
-    ):
-        return "bwrap"
-    unshare = shutil.which("unshare")
-    if unshare and _probe([unshare, "--user", "--map-root-user", "--net", "--pid", "--fork", "--mount-proc", "true"]):
-        return "unshare"
-    return "rlimits"
+    """The strongest isolation level that works on this machine."""
+    return next(level for level in ("bwrap", "unshare", "rlimits") if isolation_works(level))
 
 
 def _processes_of_current_user() -> int:

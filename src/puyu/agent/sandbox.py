@@ -25,6 +25,7 @@ from puyu.agent.isolation import (
     PidsCgroup,
     available_isolation,
     command_prefix,
+    isolation_works,
     rlimit_setter,
     scrubbed_environment,
 )
@@ -90,13 +91,12 @@ class Sandbox:
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
         self.limits = limits or Limits()
-        available = available_isolation()
         if isolation == "auto":
-            isolation = available
+            isolation = available_isolation()
         elif isolation not in DESCRIPTIONS:
             raise PuyuError(f"unknown sandbox isolation {isolation!r}; expected auto, bwrap, unshare or rlimits")
-        elif isolation != "rlimits" and isolation != available:
-            raise PuyuError(f"sandbox isolation {isolation!r} is not available here (the strongest is {available!r})")
+        elif not isolation_works(isolation):
+            raise PuyuError(f"sandbox isolation {isolation!r} is not available here ({available_isolation()!r} is)")
         self.isolation = isolation
         self.max_output = max_output
         self._process: subprocess.Popen[bytes] | None = None
