@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from puyu import __version__
 from puyu.commands import (
+    agent,
     chat,
     convert,
     data,
@@ -19,6 +20,7 @@ from puyu.commands import (
     export,
     finetune,
     generate,
+    mcp,
     merge,
     model,
     plot,
@@ -46,6 +48,8 @@ COMMANDS = (
     eval,
     quickstart,
     plot,
+    agent,
+    mcp,
 )
 
 

@@ -15,11 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("chat", help="chat with a model in the terminal")
     add_model_arguments(parser)
     parser.add_argument("--system", default=None, help="initial system message")
+    parser.add_argument("--tools", default=None, help="chat through the agent runtime with these tools (calculator,…)")
     add_sampling_arguments(parser, max_tokens=512)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tools:
+        from puyu.commands.agent import chat_with_tools
+
+        return chat_with_tools(args)
     from puyu.generation.generator import Generator
 
     generator = Generator.from_pretrained(args.model, dtype=args.dtype, device=args.device, template=args.template)

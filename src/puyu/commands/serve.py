@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     engine.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     engine.add_argument("--seed", type=int, default=0, help="sampling seed for requests without their own")
+    parser.add_argument(
+        "--agent-tools", default="calculator", help="built-in tools offered at /v1/agent (default calculator)"
+    )
+    parser.add_argument("--agent-workspace", default=None, help="folder for /v1/agent session workspaces")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -94,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         on_load_error=stop,
+        agent_tools=[name for name in args.agent_tools.split(",") if name.strip()],
+        agent_workspace=args.agent_workspace,
     )
     # SIGINT/SIGTERM: uvicorn stops accepting, lets in-flight responses finish, then the app's
     # shutdown drains the engine.

@@ -573,7 +573,7 @@ async def _chat_events(
 # ---------------------------------------------------------------------------------------------- app
 
 
-_API_ROUTES = ("/v1/models", "/v1/completions", "/v1/chat/completions")
+_API_ROUTES = ("/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/agent", "/v1/agent/tools")
 
 
 class _GuardMiddleware:
@@ -619,6 +619,8 @@ def create_app(
     max_concurrency: int | None = None,
     max_queue: int | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
+    agent_tools: list[str] | None = None,
+    agent_workspace: str | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible app.
 
@@ -630,6 +632,8 @@ def create_app(
         max_concurrency: most requests handled at once; others wait for a slot.
         max_queue: with `max_concurrency`, most requests waiting for a slot before 429.
         on_load_error: called if the loader fails (the CLI stops the server).
+        agent_tools: built-in tools offered at /v1/agent (None: no agent endpoint).
+        agent_workspace: folder for the agent's session workspaces (default: a temporary one).
     """
     state = ServerState(model_name=model_name, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue)
 
@@ -688,4 +692,8 @@ def create_app(
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
         return await chat_completions(state, body, request)
 
+    if agent_tools is not None:
+        from puyu.serve.agent_routes import mount_agent
+
+        mount_agent(app, agent_tools, agent_workspace, api_key)
     return app
