@@ -31,6 +31,7 @@ from puyu.serve.errors import (
     install_error_handlers,
 )
 from puyu.serve.guard import STREAM_STATUS, GuardMiddleware
+from puyu.serve.limits import DEFAULT_MAX_REQUEST_BYTES
 from puyu.serve.metrics import RequestTimer, ServerMetrics
 from puyu.serve.schemas import (
     ChatChoice,
@@ -60,9 +61,6 @@ logger = logging.getLogger("puyu.serve")
 
 EngineLoader = Callable[[], AsyncLLMEngine]
 T = TypeVar("T")
-
-# Default most bytes of a request body; a prompt that long is far past any context window anyway.
-DEFAULT_MAX_REQUEST_BYTES = 8 * 2**20
 
 
 @dataclass
@@ -177,6 +175,9 @@ async def _chain(
         async for output in stream:
             timer.on_output(output)
             yield output
+    except RequestFailedError as exc:
+        logger.error("request %s failed: %s", first.request_id, exc)
+        raise APIError(500, f"generation failed: {one_line(exc)}", code="generation_failed") from None
     finally:
         await stream.aclose()  # type: ignore[attr-defined]  # aborts the request if it is still running
 

@@ -76,6 +76,7 @@ class BodyTooLargeError(StarletteHTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body is larger than this server's limit of {limit} bytes")
+        self.code = "request_too_large"
 
 
 # What the OpenAPI schema declares for every API route besides its 200.
@@ -121,7 +122,8 @@ def install_error_handlers(app: Any) -> None:
 
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Keeps the exception's headers: a 405 carries `Allow`.
-        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+        code = getattr(exc, "code", None)
+        return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
 
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)

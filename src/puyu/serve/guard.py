@@ -84,7 +84,8 @@ class GuardMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await error_response(413, BodyTooLargeError(limit).detail, code="request_too_large")(scope, receive, send)
+            too_large = BodyTooLargeError(limit)
+            await error_response(413, too_large.detail, code=too_large.code)(scope, receive, send)
             return
         received = 0
 
