@@ -20,7 +20,7 @@ def _weights() -> dict[str, torch.Tensor]:
 def test_weights_files_are_byte_identical(tmp_path: Path) -> None:
     # Each save gets a freshly seeded hash map in safetensors: the plain writer's bytes vary.
     plain = set()
-    for n in range(8):
+    for _ in range(8):
         save_file(_weights(), str(tmp_path / "plain.safetensors"), metadata=METADATA)
         plain.add((tmp_path / "plain.safetensors").read_bytes())
     assert len(plain) > 1
