@@ -212,7 +212,19 @@ def _training_files(files: Sequence[str | os.PathLike[str]]) -> list[Path]:
             raise PuyuError(f"{path}: no such file")
     if not paths:
         raise PuyuError("train_bpe: no training files given")
+    if not any(map(_has_text, paths)):
+        names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise PuyuError(f"no text to train on: {names} {'is' if len(paths) == 1 else 'are'} empty or only whitespace")
     return paths
+
+
+def _has_text(path: Path) -> bool:
+    """Whether the file holds anything besides whitespace (read until the first such byte)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def train_bpe(
