@@ -7,26 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import torch
 
+from exploding_processor import Explode
 from puyu.engine.async_engine import AsyncLLMEngine, RequestFailedError
 from puyu.engine.config import EngineConfig
 from puyu.engine.engine import LLMEngine
 from puyu.errors import PuyuError
 from puyu.generation.generator import Generator
 from puyu.generation.sampling import SamplingParams
-
-
-class Explode:
-    """A logits processor that raises at the given output position (a stand-in for any per-request failure)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
-        if len(output_ids) == self.at:
-            raise RuntimeError("boom")
-        return logits
 
 
 def _engine(tiny) -> LLMEngine:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import torch
 from serve_support import MODEL_NAME, build_engine, live_server
 
+from exploding_processor import Explode
 from puyu.engine.async_engine import AsyncLLMEngine
 from puyu.engine.engine import LLMEngine
 from puyu.generation.sampling import SamplingParams
@@ -26,18 +26,6 @@ from puyu.serve.openai_adapter import LOGPROB_FLOOR
 
 KEY = {"Authorization": "Bearer sesame"}
 LIMIT = 64 * 1024
-
-
-class Explode:
-    """Raises at output position `at` (a stand-in for any failure one request causes inside a step)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
-        if len(output_ids) == self.at:
-            raise RuntimeError("boom")
-        return logits
 
 
 def _exploding_engine(folder: Path) -> LLMEngine:
@@ -328,19 +316,25 @@ def test_the_schema_describes_the_server(served: tuple[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- shutdown
 
 
+def _long_stream(url: str, after: int, then: Callable[[], None]) -> list[str]:
+    """The data lines of a long completions stream, calling `then` once `after` of them arrived."""
+    payload = {"model": MODEL_NAME, "prompt": "go", "max_tokens": 900, "ignore_eos": True, "stream": True}
+    lines: list[str] = []
+    with httpx.stream("POST", url, json=payload, timeout=60) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                lines.append(line.removeprefix("data: "))
+                if len(lines) == after:
+                    then()
+    return lines
+
+
 def test_streams_ended_by_shutdown_get_an_error_event_and_done(model_folder: Path) -> None:
     engine = AsyncLLMEngine(build_engine(model_folder, delay=0.02))
     app = create_app(engine, model_name=MODEL_NAME)
     with live_server(app) as url:
         state = app.state.puyu
-        payload = {"model": MODEL_NAME, "prompt": "go", "max_tokens": 500, "ignore_eos": True, "stream": True}
-        lines: list[str] = []
-        with httpx.stream("POST", f"{url}/completions", json=payload, timeout=60) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    lines.append(line.removeprefix("data: "))
-                    if len(lines) == 3:
-                        state.closing._loop.call_soon_threadsafe(state.end_streams)  # type: ignore[attr-defined]
+        lines = _long_stream(f"{url}/completions", after=3, then=state.end_streams)
         assert lines[-1] == "[DONE]"
         assert _strict(lines[-2])["error"]["code"] == "server_shutdown"
         assert len(lines) < 100
@@ -364,13 +358,10 @@ def test_graceful_server_ends_streams_before_its_deadline(model_folder: Path) ->
         if server.started:
             break
         threading.Event().wait(0.05)
-    payload = {"model": MODEL_NAME, "prompt": "go", "max_tokens": 900, "ignore_eos": True, "stream": True}
-    lines: list[str] = []
-    with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=payload, timeout=60) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                lines.append(line.removeprefix("data: "))
-                if len(lines) == 2:
-                    server.should_exit = True  # what SIGTERM does
+
+    def sigterm() -> None:
+        server.should_exit = True  # what the signal handler does
+
+    lines = _long_stream(f"http://127.0.0.1:{port}/v1/completions", after=2, then=sigterm)
     thread.join(timeout=30)
     assert lines[-1] == "[DONE]" and _strict(lines[-2])["error"]["code"] == "server_shutdown"

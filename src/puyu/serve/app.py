@@ -79,6 +79,7 @@ class ServerState:
     slots: asyncio.Semaphore | None = None
     metrics: ServerMetrics = field(init=False)
     closing: asyncio.Event = field(init=False)
+    loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
     max_token_chars: int | None = None  # longest text one token spells; set once the model is loaded
 
     def __post_init__(self) -> None:
@@ -86,8 +87,12 @@ class ServerState:
         self.closing = asyncio.Event()
 
     def end_streams(self) -> None:
-        """End every open stream now with an error event and `[DONE]` (shutdown's grace period is over)."""
-        self.closing.set()
+        """End every open stream now with an error event and `[DONE]` (shutdown's grace period is over).
+        Safe to call from any thread."""
+        if self.loop is None:
+            self.closing.set()
+        else:
+            self.loop.call_soon_threadsafe(self.closing.set)
 
     def check_text_length(self, chars: int, max_model_len: int, param: str) -> None:
         """400 before tokenizing when `chars` characters cannot fit in `max_model_len` tokens whatever they say."""
@@ -748,6 +753,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loading: asyncio.Task | None = None
         state.closing = asyncio.Event()  # bound to the loop the server runs on
+        state.loop = asyncio.get_running_loop()
         if isinstance(engine, AsyncLLMEngine):
             await use(engine)
         else:
