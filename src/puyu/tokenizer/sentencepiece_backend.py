@@ -98,8 +98,14 @@ class SentencePieceBackend:
                     # plain text it must not come out as the chat token.
                     literals.add(self._sp.id_to_piece(tok.id).replace("\u2581", " "))
         self._splitter = AddedTokenSplitter(self._by_content.values(), literals)
-        # Plain text: added-token contents are spelled as byte pieces, never matched.
-        self._plain_splitter = AddedTokenSplitter((), literals | set(self._by_content)) if self._can_escape else None
+        # Plain text: added tokens are not matched; one whose surface is also a raw piece (which SentencePiece
+        # itself would produce from the text) is spelled as byte pieces instead.
+        own_pieces = {
+            content
+            for content in self._by_content
+            if (i := self.piece_id(content)) is not None and not self._sp.is_control(i)
+        }
+        self._plain_splitter = AddedTokenSplitter((), literals | own_pieces) if self._can_escape else None
         self.vocab_size = max([self._pieces, *(i + 1 for i in self.added)])
 
     def _is_shadowed(self, tok: AddedToken) -> bool:
