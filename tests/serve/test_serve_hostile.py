@@ -365,3 +365,27 @@ def test_graceful_server_ends_streams_before_its_deadline(model_folder: Path) ->
     lines = _long_stream(f"http://127.0.0.1:{port}/v1/completions", after=2, then=sigterm)
     thread.join(timeout=30)
     assert lines[-1] == "[DONE]" and _strict(lines[-2])["error"]["code"] == "server_shutdown"
+
+
+def test_an_unexpected_error_is_an_openai_500_and_counted(served: tuple[str, Any]) -> None:
+    url, app = served
+    llm = app.state.puyu.engine.engine
+    before = _metric(url, "/v1/chat/completions", 500)
+
+    def broken(*args: Any, **kwargs: Any) -> list[int]:
+        raise RuntimeError("a bug")
+
+    llm.chat_prompt_ids = broken
+    try:
+        response = httpx.post(
+            f"{url}/chat/completions",
+            json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}]},
+            headers=KEY,
+        )
+    finally:
+        del llm.chat_prompt_ids
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert _error(response)["type"] == "internal_server_error"
+    assert _metric(url, "/v1/chat/completions", 500) == before + 1
+    # The connection and the server carry on.
+    assert _client(url).models.list().data[0].id == MODEL_NAME
