@@ -6,6 +6,7 @@ naming the file and the dotted key, before any work starts.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -68,6 +69,7 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | None, overrides: li
         if loaded is not None and not isinstance(loaded, dict):
             raise PuyuError(f"{file}: expected a mapping of settings at the top level")
         data = loaded or {}
+    file_data = copy.deepcopy(data)
     for override in overrides or []:
         key, sep, raw = override.partition("=")
         if not sep or not key:
@@ -77,7 +79,16 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | None, overrides: li
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
-    return from_dict(cls, data, where)
+    try:
+        return from_dict(cls, data, where)
+    except PuyuError as bad:
+        if not overrides or path is None:
+            raise
+        try:  # a mistake the file makes on its own is the file's; anything else came with the overrides
+            from_dict(cls, file_data, where)
+        except PuyuError:
+            raise bad from None
+        raise PuyuError(f"override {' '.join(overrides)}: {str(bad).removeprefix(where + ': ')}") from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

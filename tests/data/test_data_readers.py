@@ -466,11 +466,13 @@ def test_html_declared_charset_and_plain_fallback(tmp_path: Path) -> None:
 
 
 def test_html_plain_fallback_keeps_text_of_tiny_pages() -> None:
-    from puyu.data.readers.whole_files import _plain_page_text
+    from puyu.data.readers.whole_files import _parse_page, _plain_page_text
 
     text, title = _plain_page_text(
-        "<?xml version='1.0' encoding='utf-8'?><html><head><title> A  page </title><script>x()</script></head>"
-        "<body><div>one</div><div>two <b>bold</b></div><!-- comment --><ul><li>a</li><li>b</li></ul></body></html>"
+        _parse_page(
+            "<?xml version='1.0' encoding='utf-8'?><html><head><title> A  page </title><script>x()</script></head>"
+            "<body><div>one</div><div>two <b>bold</b></div><!-- comment --><ul><li>a</li><li>b</li></ul></body></html>"
+        )
     )
     assert (text, title) == ("one\ntwo bold\na\nb", "A page")
 

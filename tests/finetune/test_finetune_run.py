@@ -250,3 +250,18 @@ def test_replay_mixes_text_documents_into_chat_data(base: Path, chats: Path, tmp
     assert written["replay"]["samples"] == 5 and written["samples"] == result.samples
     with pytest.raises(PuyuError, match=r"data\.replay mixes text into chat data"):
         from_dict(FinetuneConfig, {**settings, "data": {**settings["data"], "replay": str(corpus), "kind": "text"}})
+
+
+def test_startup_names_the_report_holding_the_problems_it_does_not_print(
+    base: Path, chats: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [json.loads(line) for line in chats.read_text().splitlines()]
+    rows += [{"messages": [{"role": "user", "content": f"question {i}"}]} for i in range(8)]  # no assistant turn
+    data = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    run = tmp_path / "run"
+    args = ["finetune", "--method", "full", "--model", str(base), "--data", str(data), "--out", str(run)]
+    assert main([*args, "--max-steps", "1", "--seq-len", "64", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert out.count("no assistant turn") == 5
+    assert f"... and 3 more; every problem is listed in {run / 'data_report.json'}" in out
+    assert json.loads((run / "data_report.json").read_text())["problem_count"] == 8

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import types
+import typing
 
 from puyu.errors import PuyuError
 
@@ -36,6 +38,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     from puyu.model.config import ModelConfig
 
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
+    hints = typing.get_type_hints(ModelConfig)
     overrides: dict[str, object] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -44,10 +47,37 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
         if key not in fields:
             raise PuyuError(f"--set {key}: no such config field (fields: {', '.join(sorted(fields))})")
         try:
-            overrides[key] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            overrides[key] = raw
+            value = raw
+        hint = hints[key]
+        if not _fits(value, hint):
+            raise PuyuError(f"--set {key}={raw}: expected {_type_name(hint)}")
+        overrides[key] = value
     return overrides
+
+
+def _fits(value: object, hint: object) -> bool:
+    """Whether a parsed `--set` value has the config field's type (structured fields are left to the config)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(hint: object) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -71,7 +101,10 @@ def run_info(args: argparse.Namespace) -> int:
 
     from puyu.model.config import ModelConfig
 
-    config = ModelConfig.from_pretrained(args.model)
+    folder = Path(args.model)
+    if folder.is_file():
+        raise PuyuError(f"{folder} is a file; `puyu model info` takes the model folder ({folder.parent})")
+    config = ModelConfig.from_pretrained(folder)
     print(f"family      {config.family}")
     print(f"parameters  {config.num_parameters() / 1e6:,.1f} M")
     print(
@@ -83,7 +116,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"rope        theta {config.rope_theta:g}" + (f", {rope.type} ×{rope.factor:g}" if rope else ""))
     print(f"context     {config.max_position_embeddings}")
     print(f"dtype       {config.torch_dtype}")
-    files = sorted(p.name for p in Path(args.model).iterdir() if p.is_file())
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
     print(f"files       {', '.join(files)}")
     return 0
 

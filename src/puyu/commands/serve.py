@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from puyu.errors import PuyuError
+from puyu.serve.limits import DEFAULT_MAX_REQUEST_BYTES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-queue", type=int, default=None, help="most requests waiting (in the engine or for a slot) before 429"
     )
     parser.add_argument("--template", default=None, help="built-in chat template instead of the folder's own")
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest request body accepted; larger ones get 413 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--trust-control-tokens",
+        action="store_true",
+        help="let control-token text in chat messages (e.g. <|im_start|>) act as control tokens; only for "
+        "trusted clients (by default message content is plain text)",
+    )
     engine = parser.add_argument_group("engine")
     engine.add_argument("--block-size", type=int, default=16, help="tokens per KV-cache block (default %(default)s)")
     engine.add_argument(
@@ -56,11 +69,18 @@ def run(args: argparse.Namespace) -> int:
     from puyu.engine.config import EngineConfig
     from puyu.engine.engine import LLMEngine
     from puyu.serve.app import create_app
+    from puyu.serve.graceful import GracefulServer
 
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
         raise PuyuError(f"{folder} is not a model folder (no config.json)")
-    for name, value in (("--max-concurrency", args.max_concurrency), ("--max-queue", args.max_queue)):
+    if not 0 <= args.port <= 65535:
+        raise PuyuError(f"--port must be in 0..65535, got {args.port}")
+    for name, value in (
+        ("--max-concurrency", args.max_concurrency),
+        ("--max-queue", args.max_queue),
+        ("--max-request-bytes", args.max_request_bytes),
+    ):
         if value is not None and value < 1:
             raise PuyuError(f"{name} must be at least 1, got {value}")
     config = EngineConfig(
@@ -84,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     failed: list[BaseException] = []
-    server: uvicorn.Server | None = None
+    server: GracefulServer | None = None
 
     def stop(exc: BaseException) -> None:
         failed.append(exc)
@@ -100,11 +120,15 @@ def run(args: argparse.Namespace) -> int:
         on_load_error=stop,
         agent_tools=[name for name in args.agent_tools.split(",") if name.strip()],
         agent_workspace=args.agent_workspace,
+        max_request_bytes=args.max_request_bytes,
+        trust_control_tokens=args.trust_control_tokens,
     )
     # SIGINT/SIGTERM: uvicorn stops accepting, lets in-flight responses finish, then the app's
     # shutdown drains the engine.
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=60)
+    # Streams still open when the grace period ends get an error event and [DONE] first.
+    server = GracefulServer(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=60),
+        app.state.puyu.end_streams,
     )
     server.run()
     if failed:

@@ -23,6 +23,10 @@ class QueueFullError(RuntimeError):
     """Too many requests are waiting, or the engine is shutting down; retry later (the server answers 429)."""
 
 
+class RequestFailedError(RuntimeError):
+    """The engine could not run this request (its step raised); other requests were not affected."""
+
+
 class _Stream:
     """Where a request's outputs go: its event loop and queue."""
 
@@ -175,7 +179,7 @@ class AsyncLLMEngine:
                 continue
             try:
                 outputs = self.engine.step()
-            except Exception as exc:  # a failed step fails every request in flight, not the thread
+            except Exception as exc:  # not one request's fault (those fail alone inside step): fail all in flight
                 for request_id in self.engine.request_ids():
                     self.engine.abort(request_id)
                 for request_id, stream in list(self._streams.items()):
@@ -184,5 +188,10 @@ class AsyncLLMEngine:
                 continue
             for out in outputs:
                 stream = self._streams.get(out.request_id)
-                if stream is not None:
+                if stream is None:
+                    continue
+                if out.finish_reason == "error":
+                    self._streams.pop(out.request_id, None)
+                    stream.put(RequestFailedError(out.error or "generation failed"))
+                else:
                     stream.put(out)

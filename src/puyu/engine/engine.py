@@ -79,6 +79,7 @@ class LLMEngine:
         self.sampler = Sampler(tokenizer.vocab_size, config.seed, model.device)
         self._requests: dict[str, _Request] = {}
         self._token_text: dict[int, str] = {}
+        self._token_bytes: dict[int, bytes] = {}
 
     @classmethod
     def from_pretrained(
@@ -120,6 +121,11 @@ class LLMEngine:
         if request_id in self._requests:
             raise PuyuError(f"request id {request_id!r} is already in use")
         self.validate_prompt(prompt)
+        vocab = self.model_config.vocab_size
+        for name, ids in (("stop_token_ids", params.stop_token_ids), ("logit_bias", list(params.logit_bias))):
+            bad = [token for token in ids if not 0 <= token < vocab]
+            if bad:
+                raise PuyuError(f"{name} has token id {bad[0]}, outside the vocabulary (0..{vocab - 1})")
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_token_ids))
         seq = Sequence(request_id, prompt, params)
         sampling = SamplingState(params, prompt, sorted(stop_ids), self.model_config.vocab_size, self.model.device)
@@ -162,9 +168,12 @@ class LLMEngine:
 
     # ---- chat -----------------------------------------------------------------------------------
 
-    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-        """Token ids of `messages` rendered with the chat template (the tool template when tools are given)."""
-        return self._reference.chat_prompt_ids(messages, tools)
+    def chat_prompt_ids(
+        self, messages: list[dict], tools: list[dict] | None = None, *, trust_control_tokens: bool = False
+    ) -> list[int]:
+        """Token ids of `messages` rendered with the chat template (the tool template when tools are given);
+        content is tokenized as plain text unless `trust_control_tokens`."""
+        return self._reference.chat_prompt_ids(messages, tools, trust_control_tokens=trust_control_tokens)
 
     def chat_params(self, params: SamplingParams) -> SamplingParams:
         """`params` plus the template's end-of-turn stop ids and strings."""
@@ -182,17 +191,40 @@ class LLMEngine:
         outputs = [self._finish(seq.state, "length", None, "", new_token=False) for seq in plan.out_of_blocks]
         if not plan.chunks:
             return outputs
-        logits = self.runner.execute(plan.chunks)
-        for chunk in plan.chunks:
+        try:
+            outputs.extend(self._run(plan.chunks))
+        except Exception as exc:
+            if len(plan.chunks) == 1:
+                outputs.append(self._fail(plan.chunks[0].seq.state, exc))
+                return outputs
+            # One request's extreme input must not fail the others: run each chunk alone (nothing was
+            # committed yet, so rerunning writes the same KV slots again); only those that fail again end.
+            for chunk in plan.chunks:
+                try:
+                    outputs.extend(self._run([chunk]))
+                except Exception as alone:
+                    outputs.append(self._fail(chunk.seq.state, alone))
+        return outputs
+
+    def _run(self, chunks: list[ScheduledChunk]) -> list[RequestOutput]:
+        """Forward and sample `chunks`; their progress is committed only once both succeeded."""
+        logits = self.runner.execute(chunks)
+        requests = [chunks[i].seq.state for i in logits.completing]
+        samples = self.sampler(logits.last, [r.sampling for r in requests]) if requests else []
+        for chunk in chunks:
             chunk.seq.num_computed_tokens += chunk.num_tokens
             self.block_manager.commit(chunk.seq)
         for index, rows in logits.full.items():
-            self._collect_prompt_logprobs(plan.chunks[index], rows)
-        if logits.completing:
-            requests = [plan.chunks[i].seq.state for i in logits.completing]
-            samples = self.sampler(logits.last, [r.sampling for r in requests])
-            outputs.extend(self._emit(r, s) for r, s in zip(requests, samples, strict=True))
-        return outputs
+            self._collect_prompt_logprobs(chunks[index], rows)
+        return [self._emit(r, s) for r, s in zip(requests, samples, strict=True)]
+
+    def _fail(self, request: _Request, exc: BaseException) -> RequestOutput:
+        """End a request whose step raised; its output carries the error instead of text."""
+        self._requests.pop(request.seq.request_id, None)
+        self.scheduler.finish(request.seq)
+        out = self._output(request, "", None, finished=True, new_token=False)
+        out.finish_reason, out.error = "error", f"{type(exc).__name__}: {exc}"
+        return out
 
     def _emit(self, request: _Request, sample: Sample) -> RequestOutput:
         """Append a sampled token; decide text and whether the request is done."""
@@ -277,6 +309,13 @@ class LLMEngine:
                     (t, self._text(t), v) for t, v in zip(top.indices.tolist(), top.values.tolist(), strict=True)
                 ]
             collected.append(TokenLogprob(token, self._text(token), float(logprobs[row, token]), alternatives))
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes token `token` stands for (cached; tokens of a multi-byte character carry their part)."""
+        raw = self._token_bytes.get(token)
+        if raw is None:
+            raw = self._token_bytes[token] = self.tokenizer.token_bytes(token)
+        return raw
 
     def _text(self, token: int) -> str:
         text = self._token_text.get(token)

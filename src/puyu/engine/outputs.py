@@ -33,11 +33,13 @@ class RequestOutput:
         logprobs: for `token_ids`, when the request asked for logprobs.
         prompt_logprobs: on the first output only, when asked; entry 0 is None (nothing predicts it).
         finished: the request is done.
-        finish_reason: "stop" (EOS, stop id or stop string), "length" or "abort".
+        finish_reason: "stop" (EOS, stop id or stop string), "length", "abort", or "error" (the step
+            failed for this request alone; `error` says why).
         stop_reason: the stop string or stop token id that ended it.
         num_prompt_tokens: prompt length.
         num_output_tokens: tokens generated so far.
         num_cached_tokens: prompt tokens served from the prefix cache.
+        error: with finish_reason "error", what went wrong.
     """
 
     request_id: str
@@ -51,6 +53,7 @@ class RequestOutput:
     num_prompt_tokens: int = 0
     num_output_tokens: int = 0
     num_cached_tokens: int = 0
+    error: str | None = None
 
 
 @dataclass

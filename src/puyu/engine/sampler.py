@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from puyu.generation.sampling import SamplingParams, apply_penalties, filter_logits
+from puyu.generation.sampling import (
+    SamplingParams,
+    apply_penalties,
+    effective_top_k,
+    filter_logits,
+    generator_seed,
+)
 
 
 @dataclass
@@ -44,7 +50,7 @@ class SamplingState:
             self.bias_ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=self.device)
             self.bias_values = torch.tensor(list(p.logit_bias.values()), dtype=torch.float32, device=self.device)
         if p.seed is not None:
-            self.generator = torch.Generator(device=self.device).manual_seed(p.seed)
+            self.generator = torch.Generator(device=self.device).manual_seed(generator_seed(p.seed))
         self.penalised = p.repetition_penalty != 1 or p.presence_penalty != 0 or p.frequency_penalty != 0
         if self.penalised:
             self.seen = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
@@ -92,7 +98,7 @@ class Sampler:
             filtered = filter_logits(
                 logits,
                 one(lambda p: max(p.temperature, 1e-5)),
-                one(lambda p: p.top_k, torch.long),
+                one(lambda p: effective_top_k(p.top_k, logits.shape[-1]), torch.long),
                 one(lambda p: p.top_p),
                 one(lambda p: p.min_p),
             )

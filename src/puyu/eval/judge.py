@@ -178,8 +178,12 @@ def _read_records(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
     file = Path(path)
     if not file.is_file():
         raise PuyuError(f"{file}: no such file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PuyuError(f"{file}: not UTF-8 text (byte {exc.start}); expected JSON Lines") from None
     records = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{file}:{number}"

@@ -35,6 +35,8 @@ from puyu.train.loop import LossFn, StepHook, TrainResult, run_training
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 DATA_REPORT = "data_report.json"
+# Problems printed at start-up; the report file has all of them.
+_PROBLEMS_SHOWN = 5
 CONFIG_FILE = "finetune_config.json"
 
 
@@ -80,8 +82,11 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     data, report, template = read_data(config, tokenizer, model_config, progress=show)
     if info.is_main:
         print(f"data: {report.summary()}")
-        for error in report.errors[:5]:
+        for error in report.errors[:_PROBLEMS_SHOWN]:
             print(f"  {error}")
+        if len(report.errors) > _PROBLEMS_SHOWN:
+            hidden = len(report.errors) - _PROBLEMS_SHOWN
+            print(f"  ... and {hidden} more; every problem is listed in {run_dir / DATA_REPORT}")
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(to_dict(config), indent=2) + "\n")
         atomic_write_text(run_dir / DATA_REPORT, json.dumps(report.to_json(), indent=2) + "\n")

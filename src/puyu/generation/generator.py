@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from puyu.chat import FAMILY_DEFAULTS, ChatTemplate
+from puyu.chat.content_tokens import encode_chat
 from puyu.errors import PuyuError
 from puyu.generation.generate import FinishReason, GenerationOutput, stream_tokens
 from puyu.generation.sampling import SamplingParams
@@ -167,11 +168,16 @@ class Generator:
 
     # ---- chat -----------------------------------------------------------------------------------
 
-    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-        """Token ids of `messages` rendered with the chat template and the assistant's turn opened."""
+    def chat_prompt_ids(
+        self, messages: list[dict], tools: list[dict] | None = None, *, trust_control_tokens: bool = False
+    ) -> list[int]:
+        """Token ids of `messages` rendered with the chat template and the assistant's turn opened.
+
+        Message content is tokenized as plain text (control tokens come only from the template) unless
+        `trust_control_tokens` is set.
+        """
         template = self.tool_template if tools else self.template
-        rendered = template.render(messages, tools=tools, add_generation_prompt=True)
-        return self.tokenizer.encode(rendered.text, add_special_tokens=False)
+        return encode_chat(template, self.tokenizer, messages, tools=tools, trust_control_tokens=trust_control_tokens)
 
     def stream_chat(
         self,

@@ -6,12 +6,30 @@ min-p), so a seeded run here and there draws from the same distribution.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from puyu.errors import PuyuError
+
+# Dividing or multiplying float32 logits (|x| up to ~1e3) by a penalty outside this range overflows or
+# flattens them to zero; vLLM and transformers leave it unbounded and produce inf/NaN there.
+REPETITION_PENALTY_MIN = 0.01
+REPETITION_PENALTY_MAX = 100.0
+# torch.Generator.manual_seed takes [-2**63, 2**64); every integer seed maps into [0, 2**64).
+_SEED_RANGE = 2**64
+
+
+def generator_seed(seed: int) -> int:
+    """A request's seed as a torch generator takes it: any integer, reduced modulo 2**64."""
+    return int(seed) % _SEED_RANGE
+
+
+def effective_top_k(top_k: int, vocab_size: int) -> int:
+    """top_k as the sampler applies it: 0 (off) for -1, 0 or anything at or above the vocabulary size."""
+    return top_k if 0 < top_k < vocab_size else 0
 
 
 @dataclass
@@ -21,16 +39,18 @@ class SamplingParams:
     Args:
         max_tokens: most new tokens to generate.
         temperature: 0 means greedy; otherwise logits are divided by it.
-        top_k: keep the k most likely tokens (0 = off).
+        top_k: keep the k most likely tokens (0 or -1 = off; k above the vocabulary size keeps every token).
         top_p: keep the smallest set whose probability reaches p (1.0 = off).
         min_p: drop tokens less likely than min_p × the top token's probability (0 = off).
-        repetition_penalty: >1 discourages every token already in prompt or output (CTRL-style).
+        repetition_penalty: >1 discourages every token already in prompt or output (CTRL-style); in
+            [REPETITION_PENALTY_MIN, REPETITION_PENALTY_MAX], beyond which float32 logits overflow.
         presence_penalty: subtracted once from each token already generated (OpenAI semantics).
         frequency_penalty: subtracted per occurrence of each token already generated.
         stop: strings that end generation; they are not part of the returned text.
         stop_token_ids: ids that end generation, besides the model's EOS.
         ignore_eos: keep going past EOS (benchmarks).
-        seed: makes sampling reproducible for this request.
+        seed: makes sampling reproducible for this request; any integer (reduced modulo 2**64, the range
+            torch generators take).
         logprobs: also return the chosen token's log-probability (under the processed distribution).
         top_logprobs: alternatives (0..20) returned with each generated token's logprob; needs `logprobs`.
         prompt_logprobs: None = off; k >= 0: the logprob of every prompt token plus k alternatives (engine only).
@@ -66,13 +86,30 @@ class SamplingParams:
             self.stop = [self.stop]
         # JSON objects (OpenAI's logit_bias) arrive with string keys.
         self.logit_bias = {int(token): float(bias) for token, bias in self.logit_bias.items()}
+        floats = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
+            "repetition_penalty": self.repetition_penalty,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+        }
+        for name, value in floats.items():
+            if not math.isfinite(value):
+                raise PuyuError(f"{name} must be a finite number, got {value}")
+        if not all(math.isfinite(bias) for bias in self.logit_bias.values()):
+            raise PuyuError("logit_bias values must be finite numbers")
         checks = [
             (self.max_tokens >= 1, f"max_tokens must be at least 1, got {self.max_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (self.top_k >= 0 or self.top_k == -1, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
             (0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}"),
-            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (
+                REPETITION_PENALTY_MIN <= self.repetition_penalty <= REPETITION_PENALTY_MAX,
+                f"repetition_penalty must be in [{REPETITION_PENALTY_MIN}, {REPETITION_PENALTY_MAX}], "
+                f"got {self.repetition_penalty}",
+            ),
             (-2 <= self.presence_penalty <= 2, f"presence_penalty must be in [-2, 2], got {self.presence_penalty}"),
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}"),
             (all(s for s in self.stop), "stop strings must not be empty"),
@@ -171,7 +208,7 @@ class TokenSampler:
             )
         self.generator: torch.Generator | None = None
         if params.seed is not None:
-            self.generator = torch.Generator(device=device).manual_seed(params.seed)
+            self.generator = torch.Generator(device=device).manual_seed(generator_seed(params.seed))
         one = lambda value, dtype=torch.float32: torch.tensor([value], dtype=dtype, device=device)  # noqa: E731
         self._rep, self._presence, self._frequency = (
             one(params.repetition_penalty),
@@ -179,7 +216,8 @@ class TokenSampler:
             one(params.frequency_penalty),
         )
         self._temperature = one(max(params.temperature, 1e-5))
-        self._top_k, self._top_p, self._min_p = one(params.top_k, torch.long), one(params.top_p), one(params.min_p)
+        self._top_k = one(effective_top_k(params.top_k, vocab_size), torch.long)
+        self._top_p, self._min_p = one(params.top_p), one(params.min_p)
         self._penalised = (
             params.repetition_penalty != 1 or params.presence_penalty != 0 or params.frequency_penalty != 0
         )

@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from puyu.engine.async_engine import AsyncLLMEngine, QueueFullError
+from puyu.engine.async_engine import AsyncLLMEngine, QueueFullError, RequestFailedError
 from puyu.engine.outputs import RequestOutput
 from puyu.errors import PuyuError, one_line
 from puyu.generation.sampling import SamplingParams
 from puyu.serve import openai_adapter as adapter
-from puyu.serve.errors import APIError, error_body, error_response, install_error_handlers
+from puyu.serve.errors import (
+    ERROR_RESPONSES,
+    APIError,
+    error_body,
+    install_error_handlers,
+)
+from puyu.serve.guard import STREAM_STATUS, GuardMiddleware
+from puyu.serve.limits import DEFAULT_MAX_REQUEST_BYTES
 from puyu.serve.metrics import RequestTimer, ServerMetrics
 from puyu.serve.schemas import (
     ChatChoice,
@@ -42,6 +50,7 @@ from puyu.serve.schemas import (
     FunctionCall,
     ModelCard,
     ModelList,
+    RequestMessage,
     ToolCall,
     Usage,
     new_id,
@@ -62,14 +71,39 @@ class ServerState:
     api_key: str | None
     max_concurrency: int | None
     max_queue: int | None
+    max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES
+    trust_control_tokens: bool = False
     engine: AsyncLLMEngine | None = None
     load_error: str | None = None
     waiting: int = 0
     slots: asyncio.Semaphore | None = None
     metrics: ServerMetrics = field(init=False)
+    closing: asyncio.Event = field(init=False)
+    loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
+    max_token_chars: int | None = None  # longest text one token spells; set once the model is loaded
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(lambda: self.engine.stats() if self.engine is not None else None)
+        self.closing = asyncio.Event()
+
+    def end_streams(self) -> None:
+        """End every open stream now with an error event and `[DONE]` (shutdown's grace period is over).
+        Safe to call from any thread."""
+        if self.loop is None:
+            self.closing.set()
+        else:
+            self.loop.call_soon_threadsafe(self.closing.set)
+
+    def check_text_length(self, chars: int, max_model_len: int, param: str) -> None:
+        """400 before tokenizing when `chars` characters cannot fit in `max_model_len` tokens whatever they say."""
+        if self.max_token_chars is not None and chars > max_model_len * self.max_token_chars:
+            raise APIError(
+                400,
+                f"this model's maximum context length is {max_model_len} tokens; the request's {chars} characters "
+                f"are more than that many tokens can hold",
+                param=param,
+                code="context_length_exceeded",
+            )
 
     def ready_engine(self) -> AsyncLLMEngine:
         if self.engine is not None:
@@ -125,6 +159,10 @@ async def _start(
     except PuyuError as exc:
         await stream.aclose()
         raise APIError(400, str(exc)) from None
+    except RequestFailedError as exc:
+        await stream.aclose()
+        logger.error("request %s failed: %s", request_id, exc)
+        raise APIError(500, f"generation failed: {one_line(exc)}", code="generation_failed") from None
     except BaseException:
         await stream.aclose()
         raise
@@ -142,6 +180,9 @@ async def _chain(
         async for output in stream:
             timer.on_output(output)
             yield output
+    except RequestFailedError as exc:
+        logger.error("request %s failed: %s", first.request_id, exc)
+        raise APIError(500, f"generation failed: {one_line(exc)}", code="generation_failed") from None
     finally:
         await stream.aclose()  # type: ignore[attr-defined]  # aborts the request if it is still running
 
@@ -236,18 +277,50 @@ def _sse(payload: Any) -> str:
     return f"data: {data}\n\n"
 
 
-async def _sse_stream(events: AsyncIterator[Any]) -> AsyncIterator[str]:
-    """SSE framing, `data: [DONE]` at the end, and an error event if the engine fails mid-stream."""
+async def _until_closing(state: ServerState, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`events` until they end or the server ends open streams (raises APIError 503 then)."""
+    closing = asyncio.ensure_future(state.closing.wait())
+    step: asyncio.Future | None = None
     try:
-        async for event in events:
+        while True:
+            step = asyncio.ensure_future(anext(events))  # type: ignore[arg-type]
+            await asyncio.wait({step, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                raise APIError(503, "the server is shutting down; the reply was cut short", code="server_shutdown")
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            step = None
+            yield item
+    finally:
+        closing.cancel()
+        if step is not None and not step.done():
+            # Cancelled inside its pending step, the generator runs its own cleanup (aborting its engine
+            # requests); closing it from here would race that step.
+            step.cancel()
+        else:
+            await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _sse_stream(state: ServerState, request: Request, events: AsyncIterator[Any]) -> AsyncIterator[str]:
+    """SSE framing, `data: [DONE]` at the end, and an error event (then `[DONE]`) if the engine fails
+    mid-stream or the server shuts down; the failure is what `/metrics` counts the request under."""
+    guarded = _until_closing(state, events)
+    try:
+        async for event in guarded:
             yield _sse(event)
     except (asyncio.CancelledError, GeneratorExit):
         raise
+    except APIError as exc:
+        request.scope[STREAM_STATUS] = exc.status
+        yield _sse(error_body(exc.status, exc.message, code=exc.code))
     except Exception as exc:
         logger.exception("stream failed")
-        yield _sse(error_body(500, f"generation failed: {one_line(exc)}"))
+        request.scope[STREAM_STATUS] = 500
+        yield _sse(error_body(500, f"generation failed: {one_line(exc)}", code="generation_failed"))
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await guarded.aclose()  # type: ignore[attr-defined]
     yield _sse("[DONE]")
 
 
@@ -300,7 +373,10 @@ async def completions(state: ServerState, body: CompletionRequest, request: Requ
     llm = engine.engine
     if body.suffix:
         raise APIError(400, "suffix is not supported", param="suffix")
-    prompts = adapter.completion_prompts(body, llm.tokenizer)
+    texts = [body.prompt] if isinstance(body.prompt, str) else [p for p in body.prompt if isinstance(p, str)]
+    state.check_text_length(max(map(len, texts), default=0), llm.max_model_len, "prompt")
+    # Tokenizing a long prompt takes long enough to stall every other client if done on the event loop.
+    prompts = await asyncio.to_thread(adapter.completion_prompts, body, llm.tokenizer)
     runs: list[tuple[list[int], SamplingParams]] = []
     slots: list[tuple[adapter.Prompt, int]] = []  # per run: its prompt and how many tokens it may keep
     for prompt in prompts:
@@ -383,7 +459,7 @@ async def _generate(
             return await _unless_disconnected(request, _collect(state, engine, request_id, runs))
         streams = await _unless_disconnected(request, _start_all(state, engine, request_id, runs))
         handed_over = True  # the stream gives the slot back when it ends
-        body = _sse_stream(_releasing(state, events(streams)))
+        body = _sse_stream(state, request, _releasing(state, events(streams)))
         return StreamingResponse(body, media_type="text/event-stream")
     finally:
         if not handed_over:
@@ -448,13 +524,41 @@ async def _completion_events(
 # ---------------------------------------------------------------------------------------------- chat
 
 
-def _chat_prompt(body: ChatCompletionRequest, llm: Any) -> tuple[list[int], list[dict] | None]:
+def _content_chars(message: RequestMessage) -> int:
+    if isinstance(message.content, str):
+        return len(message.content)
+    return sum(len(part.text) for part in message.content or [] if part.type == "text")
+
+
+def _reject_image_parts(messages: list[RequestMessage]) -> None:
+    """400 for image content parts: this server's models have no vision encoder."""
+    for index, message in enumerate(messages):
+        for number, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if part.type == "image_url":
+                raise APIError(
+                    400,
+                    f"messages.{index}.content.{number}: this model has no vision encoder; image_url parts are "
+                    "not supported",
+                    param=f"messages.{index}.content",
+                    code="image_input_not_supported",
+                )
+
+
+async def _chat_prompt(
+    state: ServerState, body: ChatCompletionRequest, llm: Any
+) -> tuple[list[int], list[dict] | None]:
     tools = adapter.chat_tools(body)
-    messages = [{key: value for key, value in message.items() if value is not None} for message in body.messages]
+    _reject_image_parts(body.messages)
+    state.check_text_length(sum(map(_content_chars, body.messages)), llm.max_model_len, "messages")
+    messages = [message.to_chat() for message in body.messages]
     try:
-        return llm.chat_prompt_ids(messages, tools), tools
+        # Rendering and tokenizing run off the event loop (a long prompt would stall every other client).
+        ids = await asyncio.to_thread(
+            llm.chat_prompt_ids, messages, tools, trust_control_tokens=state.trust_control_tokens
+        )
     except PuyuError as exc:
         raise APIError(400, str(exc), param="messages") from None
+    return ids, tools
 
 
 def _tool_calls(calls: list[dict]) -> list[ToolCall]:
@@ -472,7 +576,7 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
         and body.tool_choice != "none"
     ):
         raise APIError(400, "response_format json_object cannot be combined with tools", param="response_format")
-    prompt_ids, tools = _chat_prompt(body, llm)
+    prompt_ids, tools = await _chat_prompt(state, body, llm)
     runs = []
     for choice in range(body.n):
         params, _ = adapter.chat_params(body, len(prompt_ids), llm, choice)
@@ -497,7 +601,9 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
             text, calls = llm.tool_template.parse_tool_calls(text)
         finish = "tool_calls" if calls else choice.finish_reason
         message = ChatMessage(content=text if (text or not calls) else None, tool_calls=_tool_calls(calls) or None)
-        logprobs = adapter.chat_logprobs(choice.logprobs, body.top_logprobs or 0) if body.logprobs else None
+        logprobs = (
+            adapter.chat_logprobs(choice.logprobs, body.top_logprobs or 0, llm.token_bytes) if body.logprobs else None
+        )
         out.append(
             ChatChoice(
                 index=index, message=message, logprobs=logprobs, finish_reason=finish, stop_reason=choice.stop_reason
@@ -535,7 +641,7 @@ async def _chat_events(
             parser = parsers[index]
             text = parser.feed(output.text) if parser is not None else output.text
             logprobs = (
-                adapter.chat_logprobs(output.logprobs, body.top_logprobs or 0)
+                adapter.chat_logprobs(output.logprobs, body.top_logprobs or 0, state.ready_engine().engine.token_bytes)
                 if body.logprobs and output.logprobs
                 else None
             )
@@ -573,42 +679,21 @@ async def _chat_events(
 # ---------------------------------------------------------------------------------------------- app
 
 
-_API_ROUTES = ("/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/agent", "/v1/agent/tools")
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema FastAPI generates, less its 422 responses: validation errors answer 400 here."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
-class _GuardMiddleware:
-    """Pure ASGI (streaming and disconnects pass through untouched): checks the API key on /v1 routes
-    and counts responses by endpoint and status."""
-
-    def __init__(self, app: Any, state: ServerState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-        if self.state.api_key is not None and path.startswith("/v1"):
-            headers = dict(scope.get("headers") or [])
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if given != f"Bearer {self.state.api_key}":
-                message = "missing API key (send 'Authorization: Bearer KEY')" if not given else "invalid API key"
-                self.state.metrics.requests.labels(path if path in _API_ROUTES else "other", "401").inc()
-                await error_response(401, message, code="invalid_api_key")(scope, receive, send)
-                return
-        if not path.startswith("/v1"):
-            await self.app(scope, receive, send)
-            return
-
-        endpoint = path if path in _API_ROUTES else "other"  # bounded label values
-
-        async def counting_send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                self.state.metrics.requests.labels(endpoint, str(message["status"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
+_SSE_RESPONSE = {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "with stream=true"}
 
 
 def create_app(
@@ -621,6 +706,8 @@ def create_app(
     on_load_error: Callable[[BaseException], None] | None = None,
     agent_tools: list[str] | None = None,
     agent_workspace: str | None = None,
+    max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES,
+    trust_control_tokens: bool = False,
 ) -> FastAPI:
     """The OpenAI-compatible app.
 
@@ -628,72 +715,113 @@ def create_app(
         engine: a ready `AsyncLLMEngine`, or a function that builds one (run in a thread after the
             server starts; requests get 503 meanwhile).
         model_name: the name clients put in `model`; other names get 404.
-        api_key: if set, /v1 routes need `Authorization: Bearer <api_key>`.
+        api_key: if set, /v1 routes and the API docs (/docs, /redoc, /openapi.json) need
+            `Authorization: Bearer <api_key>`.
         max_concurrency: most requests handled at once; others wait for a slot.
         max_queue: with `max_concurrency`, most requests waiting for a slot before 429.
         on_load_error: called if the loader fails (the CLI stops the server).
         agent_tools: built-in tools offered at /v1/agent (None: no agent endpoint).
         agent_workspace: folder for the agent's session workspaces (default: a temporary one).
+        max_request_bytes: most bytes of a request body (413 beyond); None for no limit.
+        trust_control_tokens: tokenize chat messages with the template, so that control-token text in
+            them becomes control tokens (only for clients trusted to write raw turns); by default
+            message content is plain text.
     """
-    state = ServerState(model_name=model_name, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue)
+    state = ServerState(
+        model_name=model_name,
+        api_key=api_key,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        max_request_bytes=max_request_bytes,
+        trust_control_tokens=trust_control_tokens,
+    )
+
+    async def use(built: AsyncLLMEngine) -> None:
+        await built.start()
+        tokenizer = built.engine.tokenizer
+        state.max_token_chars = await asyncio.to_thread(max_token_chars, tokenizer)
+        state.engine = built
 
     async def load(loader: EngineLoader) -> None:
         try:
-            built = await asyncio.to_thread(loader)
-            await built.start()
+            await use(await asyncio.to_thread(loader))
         except Exception as exc:
             state.load_error = one_line(exc)
             logger.error("the model failed to load: %s", state.load_error)
             if on_load_error is not None:
                 on_load_error(exc)
             return
-        state.engine = built
         logger.info("model %s loaded", model_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loading: asyncio.Task | None = None
+        state.closing = asyncio.Event()  # bound to the loop the server runs on
+        state.loop = asyncio.get_running_loop()
         if isinstance(engine, AsyncLLMEngine):
-            await engine.start()
-            state.engine = engine
+            await use(engine)
         else:
             loading = asyncio.create_task(load(engine))
         yield
+        state.end_streams()
         if loading is not None and not loading.done():
             loading.cancel()
         if state.engine is not None:
             await state.engine.shutdown(drain=True)
 
     app = FastAPI(title="puyu", lifespan=lifespan)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.puyu = state
     install_error_handlers(app)
-    app.add_middleware(_GuardMiddleware, state=state)
+    app.add_middleware(GuardMiddleware, api_key=api_key, max_request_bytes=max_request_bytes, metrics=state.metrics)
 
-    @app.get("/health")
+    @app.get("/health", responses={503: ERROR_RESPONSES[503]})
     async def health() -> Response:
         state.ready_engine()
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"}},
+    )
     async def metrics() -> Response:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/v1/models")
+    api_errors = {status: ERROR_RESPONSES[status] for status in (401, 500, 503)}
+
+    @app.get("/v1/models", response_model=ModelList, responses=api_errors)
     async def models() -> Response:
         llm = state.ready_engine().engine
         card = ModelCard(id=model_name, root=model_name, max_model_len=llm.max_model_len)
         return JSONResponse(ModelList(data=[card]).model_dump())
 
-    @app.post("/v1/completions")
+    @app.post(
+        "/v1/completions",
+        response_model=CompletionResponse,
+        responses={**ERROR_RESPONSES, 200: _SSE_RESPONSE},
+    )
     async def create_completion(body: CompletionRequest, request: Request) -> Response:
         return await completions(state, body, request)
 
-    @app.post("/v1/chat/completions")
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletionResponse,
+        responses={**ERROR_RESPONSES, 200: _SSE_RESPONSE},
+    )
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
         return await chat_completions(state, body, request)
 
+    # Further routers (their own modules) are included here.
     if agent_tools is not None:
         from puyu.serve.agent_routes import mount_agent
 
         mount_agent(app, agent_tools, agent_workspace, api_key)
     return app
+
+
+def max_token_chars(tokenizer: Any) -> int:
+    """The most characters any one token spells (raw pieces and added tokens): text longer than
+    `tokens × this` cannot be that few tokens, which bounds a prompt's length before tokenizing it."""
+    pieces = (tokenizer.id_to_token(i) or "" for i in range(tokenizer.vocab_size))
+    return max([1, *map(len, pieces), *map(len, tokenizer.added_tokens)])

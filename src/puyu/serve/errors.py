@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -9,12 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from puyu.serve.schemas import ErrorResponse
+
 # HTTP status -> the `type` OpenAI's API (and vLLM) report with it.
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    413: "invalid_request_error",
     429: "rate_limit_error",
     500: "internal_server_error",
     503: "service_unavailable",
@@ -52,10 +56,42 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, code: str | int | None = None
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
-    return JSONResponse(error_body(status, message, param=param, code=code), status_code=status, headers=headers)
+    extra = dict(headers or {})
+    if status in (429, 503):
+        extra.setdefault("Retry-After", "1")
+    if status == 401:
+        extra.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(error_body(status, message, param=param, code=code), status_code=status, headers=extra or None)
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    """A request body past the server's limit (raised while the body is read, so FastAPI passes it on)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than this server's limit of {limit} bytes")
+        self.code = "request_too_large"
+
+
+# What the OpenAPI schema declares for every API route besides its 200.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Invalid request: malformed JSON, a bad field, or a prompt too long for the model"),
+        (401, "Missing or invalid API key"),
+        (404, "Unknown model"),
+        (413, "Request body too large"),
+        (429, "Too many requests waiting; retry shortly"),
+        (500, "The generation failed"),
+        (503, "The model is still loading, or the server is shutting down"),
+    )
+}
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -64,6 +100,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if not errors:
         return "invalid request", None
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error")
+        return "request body is not valid JSON" + (f" ({detail})" if detail else ""), None
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(location) or None
     message = str(first.get("msg", "invalid value"))
@@ -82,7 +121,9 @@ def install_error_handlers(app: Any) -> None:
         return error_response(400, message, param=param, code="invalid_value")
 
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+        # Keeps the exception's headers: a 405 carries `Allow`.
+        code = getattr(exc, "code", None)
+        return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
 
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)

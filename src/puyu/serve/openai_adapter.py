@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,14 @@ from puyu.serve.schemas import (
 
 # OpenAI's default for the legacy completions endpoint.
 DEFAULT_COMPLETION_TOKENS = 16
+# Tokens that top-k/top-p/min-p filtered out have logprob -inf, which JSON cannot carry; reported as this
+# floor instead, as vLLM's OpenAI server does.
+LOGPROB_FLOOR = -9999.0
+
+
+def json_logprob(value: float) -> float:
+    """A logprob as JSON carries it: finite, at least `LOGPROB_FLOOR` (NaN becomes the floor too)."""
+    return value if value >= LOGPROB_FLOOR else LOGPROB_FLOOR  # NaN fails the comparison
 
 
 @dataclass
@@ -228,9 +236,9 @@ def completion_logprobs(
         else:
             token = entry.token
             out.tokens.append(token)
-            out.token_logprobs.append(entry.logprob)
-            top = {text: logprob for _, text, logprob in entry.top}
-            top.setdefault(token, entry.logprob)
+            out.token_logprobs.append(json_logprob(entry.logprob))
+            top = {text: json_logprob(logprob) for _, text, logprob in entry.top}
+            top.setdefault(token, json_logprob(entry.logprob))
             out.top_logprobs.append(top)
         offset += len(token)
     return out
@@ -245,14 +253,27 @@ def extend_completion_logprobs(target: CompletionLogprobs, more: CompletionLogpr
     target.text_offset.extend(offset + shift for offset in more.text_offset)
 
 
-def chat_logprobs(entries: Sequence[Any], top_k: int) -> ChatLogprobs:
-    """The chat `logprobs` object: each token with its bytes and its `top_k` alternatives."""
+def chat_logprobs(entries: Sequence[Any], top_k: int, token_bytes: Callable[[int], bytes]) -> ChatLogprobs:
+    """The chat `logprobs` object: each token with its bytes and its `top_k` alternatives.
+
+    Args:
+        entries: the engine's `TokenLogprob`s.
+        top_k: alternatives to keep per token.
+        token_bytes: token id -> the bytes it stands for (a piece of a multi-byte character is its byte,
+            not the replacement character its text shows).
+    """
     content = []
     for entry in entries:
-        top = [TopLogprob(token=text, logprob=lp, bytes=list(text.encode())) for _, text, lp in entry.top[:top_k]]
+        top = [
+            TopLogprob(token=text, logprob=json_logprob(lp), bytes=list(token_bytes(token_id)))
+            for token_id, text, lp in entry.top[:top_k]
+        ]
         content.append(
             ChatTokenLogprob(
-                token=entry.token, logprob=entry.logprob, bytes=list(entry.token.encode()), top_logprobs=top
+                token=entry.token,
+                logprob=json_logprob(entry.logprob),
+                bytes=list(token_bytes(entry.token_id)),
+                top_logprobs=top,
             )
         )
     return ChatLogprobs(content=content)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from puyu.generation.sampling import REPETITION_PENALTY_MAX, REPETITION_PENALTY_MIN
 
 
 def new_id(prefix: str) -> str:
@@ -25,7 +27,8 @@ def now() -> int:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Python's json module reads NaN and Infinity; no sampling field means anything by them.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class StreamOptions(_Request):
@@ -39,15 +42,15 @@ class SamplingFields(_Request):
     max_tokens: int | None = Field(default=None, ge=0)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    top_k: int = Field(default=0, ge=-1)
+    top_k: int = Field(default=0, ge=-1, description="0 or -1 = off; values at or above the vocabulary keep all")
     min_p: float = Field(default=0.0, ge=0, le=1)
-    repetition_penalty: float = Field(default=1.0, gt=0)
+    repetition_penalty: float = Field(default=1.0, ge=REPETITION_PENALTY_MIN, le=REPETITION_PENALTY_MAX)
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, description="any integer; reduced modulo 2**64")
     n: int = Field(default=1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -87,9 +90,51 @@ class ResponseFormat(_Request):
     type: Literal["text", "json_object"]
 
 
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Request):
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(_Request):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class ChatToolCallFunction(_Request):
+    name: str
+    arguments: str | dict[str, Any]
+
+
+class ChatToolCall(_Request):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: ChatToolCallFunction
+
+
+class RequestMessage(_Request):
+    """One message of `messages`; puyu.chat checks the combinations (e.g. content absent only with tool_calls)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ChatToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def to_chat(self) -> dict[str, Any]:
+        """The message as puyu.chat takes it: set fields only."""
+        return self.model_dump(exclude_none=True)
+
+
 class ChatCompletionRequest(SamplingFields):
-    # Messages stay plain dicts: puyu.chat validates them with messages-index error messages.
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[RequestMessage] = Field(min_length=1)
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool = True
@@ -227,3 +272,16 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server answers, in OpenAI's shape."""
+
+    error: ErrorDetail

@@ -36,6 +36,10 @@ class Backend(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
 
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of `text` with no added token matched (user content inside a chat)."""
+        ...
+
     def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]: ...
 
     def decode(self, ids: list[int], skip_ids: AbstractSet[int] | None) -> str:

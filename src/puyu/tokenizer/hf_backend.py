@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -38,6 +39,7 @@ class HFBackend:
         return cls(tok)
 
     def _refresh(self) -> None:
+        self._plain: Any = None  # built on first use by `encode_plain`
         self.added = {
             i: AddedToken(
                 content=t.content,
@@ -85,6 +87,30 @@ class HFBackend:
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of `text` read as plain text: added tokens written in it are not matched."""
+        plain = self._plain
+        if plain is None:
+            from tokenizers import Tokenizer as HFTokenizer
+
+            # A copy, so that the flag never changes how other threads' `encode` calls read text.
+            plain = HFTokenizer.from_str(self._tok.to_str())
+            plain.encode_special_tokens = True
+            self._plain = plain
+        # `encode_special_tokens` covers special added tokens; others are cut after their first
+        # character, so that neither half matches.
+        others = [t.content for t in self.added.values() if not t.special and t.content and t.content in text]
+        if not others:
+            return plain.encode(text, add_special_tokens=False).ids
+        pattern = re.compile("|".join(re.escape(c) for c in sorted(others, key=len, reverse=True)))
+        pieces: list[str] = []
+        cursor = 0
+        for match in pattern.finditer(text):
+            pieces.extend((text[cursor : match.start()], match.group()[:1], match.group()[1:]))
+            cursor = match.end()
+        pieces.append(text[cursor:])
+        return [i for piece in pieces if piece for i in plain.encode(piece, add_special_tokens=False).ids]
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
         enc = self._tok.encode(text, add_special_tokens=False)

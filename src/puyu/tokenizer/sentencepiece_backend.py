@@ -98,6 +98,14 @@ class SentencePieceBackend:
                     # plain text it must not come out as the chat token.
                     literals.add(self._sp.id_to_piece(tok.id).replace("\u2581", " "))
         self._splitter = AddedTokenSplitter(self._by_content.values(), literals)
+        # Plain text: added tokens are not matched; one whose surface is also a raw piece (which SentencePiece
+        # itself would produce from the text) is spelled as byte pieces instead.
+        own_pieces = {
+            content
+            for content in self._by_content
+            if (i := self.piece_id(content)) is not None and not self._sp.is_control(i)
+        }
+        self._plain_splitter = AddedTokenSplitter((), literals | own_pieces) if self._can_escape else None
         self.vocab_size = max([self._pieces, *(i + 1 for i in self.added)])
 
     def _is_shadowed(self, tok: AddedToken) -> bool:
@@ -145,6 +153,18 @@ class SentencePieceBackend:
                 assert seg.token_id is not None
                 ids.append(seg.token_id)
             elif seg.kind == LITERAL:
+                ids.extend(self._literal_ids(text[seg.start : seg.end]))
+            else:
+                ids.extend(self._sp.encode(text[seg.start : seg.end]))
+        return ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of `text` read as plain text: added tokens written in it are not matched."""
+        if self._plain_splitter is None:
+            return list(self._sp.encode(text))  # no byte pieces to spell them with; the caller checks
+        ids: list[int] = []
+        for seg in self._plain_splitter.split(text):
+            if seg.kind == LITERAL:
                 ids.extend(self._literal_ids(text[seg.start : seg.end]))
             else:
                 ids.extend(self._sp.encode(text[seg.start : seg.end]))

@@ -25,6 +25,7 @@ from puyu.errors import PuyuError, one_line
 from puyu.io import atomic_write_bytes, atomic_write_text
 from puyu.tokenizer import files
 from puyu.tokenizer.backend import Backend, Offsets
+from puyu.tokenizer.byte_level import piece_bytes
 from puyu.tokenizer.hf_backend import HFBackend
 from puyu.tokenizer.sentencepiece_backend import SentencePieceBackend
 
@@ -267,6 +268,24 @@ class Tokenizer:
                 ids = before + ids + after
         return ids
 
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of `text` as plain text: added tokens written in it (`<|im_end|>`, ...) stay text.
+
+        This is how untrusted text (a chat message's content) is tokenized, so that it can never
+        produce a control token.
+
+        Raises:
+            PuyuError: the tokenizer cannot spell the text without an added token (a SentencePiece
+                model without byte fallback whose own pieces carry a control token's surface).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode_text() expects a str, got {type(text).__name__}")
+        ids = self._backend.encode_plain(text)
+        added = self._backend.added
+        if any(i in added for i in ids):
+            raise PuyuError("this tokenizer cannot encode the text without producing a control token")
+        return ids
+
     def encode_with_offsets(self, text: str, add_special_tokens: bool = False) -> tuple[list[int], Offsets]:
         """Token ids of `text` with the character span `(start, end)` in `text` of each.
 
@@ -304,6 +323,15 @@ class Tokenizer:
             if eos is not None and not (ids and ids[-1] == eos):
                 after.append(eos)
         return before, after
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for (OpenAI's logprob `bytes`): its text's UTF-8 when it decodes to
+        whole characters alone, else the raw bytes of its byte piece (part of a multi-byte character)."""
+        text = self.decode([token_id])
+        if "\ufffd" not in text:
+            return text.encode("utf-8")
+        raw = piece_bytes(self.id_to_token(token_id) or "")
+        return raw if raw is not None else text.encode("utf-8")
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Text of token ids.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from puyu.errors import PuyuError, one_line
+from puyu.tokenizer.byte_level import bytes_to_unicode
 from puyu.tokenizer.tokenizer import Tokenizer
 
 # The pre-tokenizer pattern of Qwen2 (GPT-4 style, digits one by one).
@@ -96,18 +97,6 @@ def _all_specials(family: _Family, extra: Sequence[str] | None) -> list[str]:
         if token not in out:
             out.append(token)
     return out
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map (the ByteLevel alphabet)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    mapping = {b: chr(b) for b in printable}
-    n = 0
-    for b in range(256):
-        if b not in mapping:
-            mapping[b] = chr(256 + n)
-            n += 1
-    return mapping
 
 
 def _split_pattern(max_digits: int, digit_space: bool = False, split_capitalized: bool = False) -> str:
@@ -193,7 +182,7 @@ def byte_level_tokenizer(chat_tokens: str = "internlm2") -> Tokenizer:
     family = _family(chat_tokens)
     specials = _all_specials(family, None)
     vocab = {token: i for i, token in enumerate(specials)}
-    for b, ch in sorted(_bytes_to_unicode().items()):
+    for b, ch in sorted(bytes_to_unicode().items()):
         vocab[ch] = len(specials) + b
     tok = HFTokenizer(models.BPE(vocab=vocab, merges=[]))
     _byte_level_pipeline(tok)
@@ -223,7 +212,19 @@ def _training_files(files: Sequence[str | os.PathLike[str]]) -> list[Path]:
             raise PuyuError(f"{path}: no such file")
     if not paths:
         raise PuyuError("train_bpe: no training files given")
+    if not any(map(_has_text, paths)):
+        names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise PuyuError(f"no text to train on: {names} {'is' if len(paths) == 1 else 'are'} empty or only whitespace")
     return paths
+
+
+def _has_text(path: Path) -> bool:
+    """Whether the file holds anything besides whitespace (read until the first such byte)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def train_bpe(

@@ -102,6 +102,24 @@ class TrainState:
 # ---- helpers shared by save and load ----------------------------------------------------------------------
 
 
+def save_weights(weights: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """`safetensors.torch.save_file` with the header's metadata in sorted key order.
+
+    safetensors writes metadata from a hash map whose order changes from process to process, so two runs
+    with identical tensors would otherwise give different bytes.
+    """
+    save_file(weights, str(path), metadata=metadata)
+    with path.open("r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        ordered = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(ordered) > size:  # cannot happen for a reordering; left as written rather than risk the file
+            return
+        handle.seek(8)
+        handle.write(ordered.ljust(size, b" "))  # safetensors pads its header with spaces too
+
+
 def _rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -262,7 +280,7 @@ def _write(
         weights = {name: t.detach().contiguous() for name, t in payload[MODEL_FILE].items()}
         if model_config.tie_word_embeddings:
             weights.pop("lm_head.weight", None)  # the embedding itself; safetensors refuses shared storage
-        save_file(weights, str(temp / MODEL_FILE), metadata={"format": "pt", "step": str(state.step)})
+        save_weights(weights, temp / MODEL_FILE, {"format": "pt", "step": str(state.step)})
         for name in (OPTIMIZER_FILE, SCHEDULER_FILE, RNG_FILE):
             if payload[name] is not None:
                 torch.save(payload[name], temp / name)

@@ -36,21 +36,29 @@ def suffix_of(path: Path) -> str | None:
     return next((suffix for suffix in _BY_LENGTH if name.endswith(suffix) and len(name) > len(suffix)), None)
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def _files_in_folder(folder: Path, tally: Tally) -> list[Path]:
+    """The supported files under `folder`. Symbolic links to files are read; links to folders are not
+    followed (a link loop would never end) and, like broken links, are counted as problems."""
     found = []
-    for path in sorted(folder.rglob("*")):
+    for root, folders, files in os.walk(folder):
+        here = Path(root)
         # Hidden files and folders (.git, .DS_Store, editor swap files) are not corpus content.
-        if not path.is_file() or _is_hidden(path, folder):
-            continue
-        if suffix_of(path) is None:
-            tally.problem(str(path), None, f"unknown extension: {path.name}")
-        else:
-            found.append(path)
-    return found
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in folders:
+            if (here / name).is_symlink():
+                tally.problem(str(here / name), None, "symbolic link to a folder, not followed")
+        for name in sorted(files):
+            path = here / name
+            if name.startswith("."):
+                continue
+            if not path.is_file():
+                kind = "broken or looping symbolic link" if path.is_symlink() else "not a regular file"
+                tally.problem(str(path), None, kind)
+            elif suffix_of(path) is None:
+                tally.problem(str(path), None, f"unknown extension: {path.name}")
+            else:
+                found.append(path)
+    return sorted(found)
 
 
 def _files_of(entry: str, tally: Tally) -> list[Path]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from ...errors import one_line
 from ..document import Document, Tally
@@ -14,6 +16,10 @@ from .streams import decode_utf8
 _CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 # GB2312 pages routinely hold GBK characters; GB18030 decodes all of them.
 _WIDER_CODEC = {"gb2312": "gb18030", "gbk": "gb18030", "euc_cn": "gb18030", "iso8859-1": "cp1252"}
+# Deeper pages go to the plain fallback: trafilatura's cleaning drops text below about this many levels.
+_DEEPEST_EXTRACTED = 255
+# libxml2's HTML parser stops at this depth even with huge_tree; the rest of such a page is read as a stream.
+_DEEPEST_PARSED = 2048
 # Elements whose text is not page content.
 _NOT_CONTENT = ("script", "style", "noscript", "template", "svg", "iframe")
 # Elements that end a line of text in the plain fallback.
@@ -57,18 +63,33 @@ def _decode_html(data: bytes, tally: Tally, source: str) -> str:
     return decode_utf8(data, tally, source, None)
 
 
-def _plain_page_text(html: str) -> tuple[str, str | None]:
-    """Text and title of a page by parsing it and dropping the markup: the fallback to trafilatura."""
+def _parse_page(html: str) -> Any | None:
+    """The page's lxml tree, any depth (None when there is nothing to parse)."""
     from lxml import etree
     from lxml import html as lxml_html
 
     try:
-        # Bytes, not str: lxml refuses str input that carries an XML encoding declaration.
-        root = lxml_html.document_fromstring(
-            html.encode("utf-8"), parser=lxml_html.HTMLParser(encoding="utf-8", remove_comments=True)
-        )
+        # Bytes, not str: lxml refuses str input that carries an XML encoding declaration. huge_tree lifts
+        # libxml2's nesting limit (256), past which the text of deeper elements is silently dropped.
+        parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=True)
+        return lxml_html.document_fromstring(html.encode("utf-8"), parser=parser)
     except (etree.ParserError, ValueError):
-        return "", None
+        return None
+
+
+def _depth(root: Any) -> int:
+    """How deep the tree nests (iteratively: a hostile page may nest thousands of levels)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
+def _plain_page_text(root: Any) -> tuple[str, str | None]:
+    """Text and title of a parsed page with the markup dropped: the fallback to trafilatura."""
     title = root.findtext(".//title")
     for element in list(root.iter(*_NOT_CONTENT, "title")):
         element.drop_tree()
@@ -79,20 +100,75 @@ def _plain_page_text(html: str) -> tuple[str, str | None]:
     return "\n".join(line for line in lines if line), title or None
 
 
+class _TextCollector(HTMLParser):
+    """Text outside `_NOT_CONTENT` elements, block elements ending lines; no tree, so no depth limit."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self.skipping = 0
+        self.in_title = False
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in _NOT_CONTENT:
+            self.skipping += 1
+        elif tag == "title":
+            self.in_title = True
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _NOT_CONTENT:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag == "title":
+            self.in_title = False
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title.append(data)
+        elif not self.skipping:
+            self.parts.append(data)
+
+
+def _streamed_text(html: str) -> tuple[str, str | None]:
+    """Text and title of a page read as a stream of tags (for pages nested past what libxml2 reads)."""
+    collector = _TextCollector()
+    collector.feed(html)
+    collector.close()
+    lines = (" ".join(line.split()) for line in "".join(collector.parts).splitlines())
+    title = " ".join("".join(collector.title).split())
+    return "\n".join(line for line in lines if line), title or None
+
+
 def html_text(html: str) -> tuple[str, str | None]:
-    """(main text, title) of an HTML page: trafilatura's extraction, or the page's plain text when that is empty."""
+    """(main text, title) of an HTML page: trafilatura's extraction, or the page's plain text when that is
+    empty or the page nests deeper than trafilatura's cleaning keeps (`_DEEPEST_EXTRACTED` levels)."""
     import trafilatura
 
+    root = _parse_page(html)
+    if root is None:
+        return "", None
+    depth = _depth(root)
+    if depth >= _DEEPEST_PARSED:  # libxml2 stopped reading there: take the text without building a tree
+        return _streamed_text(html)
+    if depth > _DEEPEST_EXTRACTED:
+        return _plain_page_text(root)
     text, title = "", None
     try:
-        result = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False)
+        # The tree, not the markup: trafilatura's own parse would stop at libxml2's nesting limit.
+        result = trafilatura.bare_extraction(root, with_metadata=True, include_comments=False)
     except Exception:  # a third-party parser on untrusted markup: any failure falls back to plain parsing
         result = None
     if result is not None:
         text, title = result.text or "", result.title or None
     if not text.strip():
-        text, plain_title = _plain_page_text(html)
-        title = title or plain_title
+        fresh = _parse_page(html)  # trafilatura prunes the tree it is given
+        if fresh is not None:
+            text, plain_title = _plain_page_text(fresh)
+            title = title or plain_title
     return text, title
 
 
