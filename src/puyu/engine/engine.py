@@ -30,6 +30,7 @@ from puyu.generation.sampling import SamplingParams
 from puyu.generation.stop_strings import StopStringMatcher
 from puyu.model.checkpoint import available_memory_bytes, load_model, parse_device, parse_size
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import read_end_ids
 from puyu.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
@@ -54,13 +55,19 @@ class LLMEngine:
         tokenizer: its tokenizer.
         config: engine settings.
         template: chat template; default the folder's own, else the family's built-in.
+        end_ids: further end-of-sequence ids (from the folder's generation_config.json).
     """
 
     def __init__(
-        self, model: CausalLM, tokenizer: Tokenizer, config: EngineConfig, template: ChatTemplate | None = None
+        self,
+        model: CausalLM,
+        tokenizer: Tokenizer,
+        config: EngineConfig,
+        template: ChatTemplate | None = None,
+        end_ids: list[int] | tuple[int, ...] = (),
     ) -> None:
         # The reference Generator already knows how a model's EOS ids, chat template and stop tokens combine.
-        reference = Generator(model, tokenizer, template)
+        reference = Generator(model, tokenizer, template, end_ids)
         self._reference = reference
         self.model = model
         self.tokenizer = tokenizer
@@ -92,7 +99,8 @@ class LLMEngine:
         folder = Path(model_dir)
         model = load_model(folder, dtype=config.dtype, device=parse_device(device))
         tokenizer = Tokenizer.from_pretrained(folder)
-        return cls(model, tokenizer, config, ChatTemplate.for_model(tokenizer, model.config.family, template))
+        chat_template = ChatTemplate.for_model(tokenizer, model.config.family, template)
+        return cls(model, tokenizer, config, chat_template, read_end_ids(folder))
 
     # ---- requests -------------------------------------------------------------------------------
 

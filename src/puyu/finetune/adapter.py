@@ -419,6 +419,7 @@ def merge_adapter(
     The merge happens in fp32; `dtype` is the storage dtype ("auto" = the base's own).
     """
     from puyu.model.checkpoint import load_model, parse_dtype, save_model
+    from puyu.model.generation_config import write_generation_config
     from puyu.tokenizer import Tokenizer
 
     base, out = Path(base_dir), Path(out_dir)
@@ -430,4 +431,5 @@ def merge_adapter(
     merge_lora(model)
     save_model(model, out, dtype=store)
     Tokenizer.from_pretrained(base).save_pretrained(out)
+    write_generation_config(out)
     return out

@@ -17,6 +17,7 @@ from puyu.generation.sampling import SamplingParams
 from puyu.generation.stop_strings import StopStringMatcher
 from puyu.model.checkpoint import load_model
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import read_end_ids
 from puyu.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
@@ -37,9 +38,16 @@ class Generator:
         model: the model.
         tokenizer: its tokenizer.
         template: chat template; default the folder's own, else the family's built-in.
+        end_ids: further end-of-sequence ids (a folder's generation_config.json lists the turn end there).
     """
 
-    def __init__(self, model: CausalLM, tokenizer: Tokenizer, template: ChatTemplate | None = None) -> None:
+    def __init__(
+        self,
+        model: CausalLM,
+        tokenizer: Tokenizer,
+        template: ChatTemplate | None = None,
+        end_ids: Sequence[int] = (),
+    ) -> None:
         if tokenizer.vocab_size > model.config.vocab_size:
             raise PuyuError(
                 f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size} embeddings"
@@ -54,7 +62,7 @@ class Generator:
             self.tool_template = ChatTemplate.for_model(
                 tokenizer, model.config.family, FAMILY_DEFAULTS[model.config.family]
             )
-        eos = set(model.config.eos_token_ids)
+        eos = set(model.config.eos_token_ids) | {i for i in end_ids if i < model.config.vocab_size}
         if tokenizer.eos_id is not None:
             eos.add(tokenizer.eos_id)
         self.chat_stop_ids: set[int] = set()
@@ -88,7 +96,7 @@ class Generator:
         model = load_model(folder, dtype=dtype, device=device)
         tokenizer = Tokenizer.from_pretrained(folder)
         chat_template = ChatTemplate.for_model(tokenizer, model.config.family, template)
-        return cls(model, tokenizer, chat_template)
+        return cls(model, tokenizer, chat_template, read_end_ids(folder))
 
     # ---- plain text -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from puyu.errors import PuyuError
 from puyu.io import atomic_path, atomic_write_text
 from puyu.model.checkpoint import load_model, save_model
 from puyu.model.config import FAMILIES, Family, ModelConfig
+from puyu.model.generation_config import write_generation_config
 
 TOKENIZER_FILES = (
     "tokenizer.model",
@@ -50,6 +51,7 @@ def convert_checkpoint(
     save_model(model, target, family=family, max_shard_size=max_shard_size)
     copy_tokenizer_files(source, target)
     drop_remote_code(target / "tokenizer_config.json", family)
+    write_generation_config(target)
     return target
 
 

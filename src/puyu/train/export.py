@@ -17,6 +17,7 @@ from puyu.model.checkpoint import parse_device, parse_dtype, save_model
 from puyu.model.config import FAMILIES, Family, ModelConfig
 from puyu.model.convert import drop_remote_code
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import write_generation_config
 from puyu.model.weight_names import internal_shapes
 from puyu.train.checkpoint import CONFIG_FILE, latest_checkpoint, read_model_weights, verify_checkpoint
 from puyu.train.checkpoint_folders import CHECKPOINTS, MANIFEST
@@ -147,4 +148,5 @@ def export_checkpoint(
     if loaded is not None:
         loaded.save_pretrained(out)
         drop_remote_code(out / "tokenizer_config.json", layout)
+        write_generation_config(out)
     return out
