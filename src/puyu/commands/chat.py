@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from puyu.commands.options import add_model_arguments, add_sampling_arguments, sampling_params
+from puyu.commands.options import add_model_arguments, add_sampling_arguments, sampling_params, warn_split_markers
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (set the system message), /exit"
 
@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from puyu.generation.generator import Generator
 
     generator = Generator.from_pretrained(args.model, dtype=args.dtype, device=args.device, template=args.template)
+    warn_split_markers(generator, args.template)
     return chat_loop(generator, sampling_params(args), system=args.system)
 
 

@@ -7,6 +7,8 @@ without remote code) and storage dtype, beside the run's tokenizer.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -77,6 +79,8 @@ def load_checkpoint_model(
     config = ModelConfig.from_pretrained(folder / CONFIG_FILE)
     weights = read_model_weights(folder)
     wanted = internal_shapes(config)
+    if any(".lora_" in name for name in weights):
+        raise PuyuError(lora_run_message(folder))
     for name, tensor in weights.items():
         if name not in wanted:
             raise PuyuError(f"{folder}: tensor {name} does not belong to a {config.family} model of this shape")
@@ -96,6 +100,19 @@ def load_checkpoint_model(
     model.tie_weights()
     model.rotary.materialize(target)
     return model.eval()
+
+
+def lora_run_message(checkpoint: Path) -> str:
+    """What to say when a LoRA run's checkpoint is given where a whole model is needed."""
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint
+    base = "BASE"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        base = str(json.loads((run_dir / "finetune_config.json").read_text(encoding="utf-8"))["model"])
+    return (
+        f"{checkpoint} is a checkpoint of a LoRA/QLoRA fine-tuning run: it holds adapter weights, not a whole "
+        f"model. Fold the adapter into its base with `puyu merge {base} {run_dir / 'adapter'} --out DIR`, "
+        f"or use it as it is with `puyu chat {base} --adapter {run_dir / 'adapter'}`"
+    )
 
 
 def export_checkpoint(
