@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +87,31 @@ class LLMEngine:
         self.sampler = Sampler(tokenizer.vocab_size, config.seed, model.device)
         self._requests: dict[str, _Request] = {}
         self._token_text: dict[int, str] = {}
+        self.adapters: dict[str, int] = {}  # served LoRA adapter name -> number (see `load_adapters`)
+
+    def load_adapters(self, adapters: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Serve LoRA adapters over this engine's base model, each under its own name, batched together.
+
+        Args:
+            adapters: name → PEFT LoRA adapter folder. Call once, before the first request.
+        """
+        from puyu.engine.lora_slots import install_adapters
+
+        if self.adapters or self._requests:
+            raise PuyuError("load adapters once, before the first request")
+        self.adapters = install_adapters(self.model, adapters)
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | os.PathLike[str], config: EngineConfig | None = None, *, template: str | None = None
+        cls,
+        model_dir: str | os.PathLike[str],
+        config: EngineConfig | None = None,
+        *,
+        template: str | None = None,
+        adapters: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> LLMEngine:
-        """Load model, tokenizer and chat template from an HF folder (quantized folders included)."""
+        """Load model, tokenizer and chat template from an HF folder (quantized folders included), and any
+        LoRA adapters to serve beside the base (name → adapter folder)."""
         config = config or EngineConfig()
         device = config.device
         if device == "auto":
@@ -100,7 +120,10 @@ class LLMEngine:
         model = load_model(folder, dtype=config.dtype, device=parse_device(device))
         tokenizer = Tokenizer.from_pretrained(folder)
         chat_template = ChatTemplate.for_model(tokenizer, model.config.family, template)
-        return cls(model, tokenizer, config, chat_template, read_end_ids(folder))
+        engine = cls(model, tokenizer, config, chat_template, read_end_ids(folder))
+        if adapters:
+            engine.load_adapters(adapters)
+        return engine
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -122,14 +145,21 @@ class LLMEngine:
                 f"{self.num_blocks * self.config.block_size} tokens"
             )
 
-    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
-        """Queue a request. Raises PuyuError for an empty, too long or out-of-vocabulary prompt or a reused id."""
+    def add_request(
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+    ) -> None:
+        """Queue a request, computed with the LoRA adapter of that name if given (see `load_adapters`).
+
+        Raises PuyuError for an empty, too long or out-of-vocabulary prompt, a reused id or an unknown adapter.
+        """
         prompt = [int(t) for t in prompt_ids]
         if request_id in self._requests:
             raise PuyuError(f"request id {request_id!r} is already in use")
+        if adapter is not None and adapter not in self.adapters:
+            raise PuyuError(f"no adapter named {adapter!r} (loaded: {', '.join(self.adapters) or 'none'})")
         self.validate_prompt(prompt)
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_token_ids))
-        seq = Sequence(request_id, prompt, params)
+        seq = Sequence(request_id, prompt, params, adapter=self.adapters.get(adapter or "", 0))
         sampling = SamplingState(params, prompt, sorted(stop_ids), self.model_config.vocab_size, self.model.device)
         request = _Request(
             seq,
