@@ -5,30 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
+from adapter_support import make_adapter
 from puyu.engine.config import EngineConfig
 from puyu.engine.engine import LLMEngine
 from puyu.errors import PuyuError
-from puyu.finetune.adapter import merge_adapter, save_adapter
-from puyu.finetune.lora import LoraConfig, apply_lora, lora_modules
+from puyu.finetune.adapter import merge_adapter
 from puyu.generation.generator import Generator
 from puyu.generation.sampling import SamplingParams
-from puyu.model import load_model
 
 GREEDY = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
-
-
-def make_adapter(base: Path, out: Path, seed: int, targets: list[str]) -> Path:
-    model = load_model(base, dtype="float32")
-    lora = LoraConfig(r=4, alpha=8.0, target_modules=targets)
-    apply_lora(model, lora, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # B = 0 after init: make the update large enough to change greedy choices
-        for _, layer in lora_modules(model):
-            layer.lora_A.copy_(torch.randn(layer.lora_A.shape, generator=generator) * 0.5)
-            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.5)
-    return save_adapter(model, out, lora, base)
 
 
 @pytest.fixture(scope="module")

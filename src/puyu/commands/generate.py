@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from puyu.generation.generator import Generator
 
-    generator = Generator.from_pretrained(args.model, dtype=args.dtype, device=args.device, template=args.template)
+    generator = Generator.from_pretrained(
+        args.model, dtype=args.dtype, device=args.device, template=args.template, adapter=args.adapter
+    )
     warn_split_markers(generator, args.template)
     params = sampling_params(args)
     if args.chat:

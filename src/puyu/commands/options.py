@@ -43,7 +43,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
-        "--template", default=None, help="built-in chat template (internlm2, llama3, qwen2) instead of the folder's"
+        "--template",
+        default=None,
+        help="built-in chat template (internlm2, llama3, qwen2) or a Jinja template file, instead of the folder's",
+    )
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        metavar="DIR",
+        help="a LoRA adapter folder (puyu finetune's RUN/adapter, or PEFT's) to apply to the model, without merging",
     )
 
 

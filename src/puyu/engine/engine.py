@@ -26,7 +26,7 @@ from puyu.engine.sampler import Sample, Sampler, SamplingState
 from puyu.engine.scheduler import ScheduledChunk, Scheduler
 from puyu.engine.sequence import Sequence
 from puyu.errors import PuyuError
-from puyu.generation.generator import Generator
+from puyu.generation.generator import Generator, template_for
 from puyu.generation.sampling import SamplingParams
 from puyu.generation.stop_strings import StopStringMatcher
 from puyu.model.checkpoint import available_memory_bytes, load_model, parse_device, parse_size
@@ -119,7 +119,7 @@ class LLMEngine:
         folder = Path(model_dir)
         model = load_model(folder, dtype=config.dtype, device=parse_device(device))
         tokenizer = Tokenizer.from_pretrained(folder)
-        chat_template = ChatTemplate.for_model(tokenizer, model.config.family, template)
+        chat_template = template_for(tokenizer, model.config.family, template)
         engine = cls(model, tokenizer, config, chat_template, read_end_ids(folder))
         if adapters:
             engine.load_adapters(adapters)
