@@ -30,6 +30,7 @@ from puyu.commands import (
     serve,
     tokenizer,
 )
+from puyu.commands.usage import reject_unknown
 from puyu.errors import PuyuError
 
 COMMANDS = (
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # argparse would print the top-level usage; the subcommand's is the one that helps
+        reject_unknown(parser, args, extras)
     try:
         return int(args.handler(args) or 0)
     except PuyuError as error:

@@ -10,7 +10,14 @@ from puyu.model.config import FAMILIES
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert", help="convert a model folder between InternLM2 and Llama layouts")
     parser.add_argument("source", help="HF model folder")
-    parser.add_argument("--to", required=True, choices=FAMILIES, dest="family", help="target layout")
+    parser.add_argument(
+        "--to",
+        required=True,
+        choices=FAMILIES,
+        dest="family",
+        help="target layout: InternLM2 and Llama models convert to each other (exact); qwen2 only takes models "
+        "with q/k/v biases (Qwen2 itself). Quantized folders do not convert: convert first, then quantize",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--max-shard-size", default="5GB", help="shard above this size (default %(default)s)")
     parser.set_defaults(handler=run)

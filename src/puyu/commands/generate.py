@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from puyu.commands.options import add_model_arguments, add_sampling_arguments, sampling_params
+from puyu.commands.options import add_model_arguments, add_sampling_arguments, sampling_params, warn_split_markers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from puyu.generation.generator import Generator
 
-    generator = Generator.from_pretrained(args.model, dtype=args.dtype, device=args.device, template=args.template)
+    generator = Generator.from_pretrained(
+        args.model, dtype=args.dtype, device=args.device, template=args.template, adapter=args.adapter
+    )
+    warn_split_markers(generator, args.template)
     params = sampling_params(args)
     if args.chat:
         messages = [{"role": "system", "content": args.system}] if args.system else []

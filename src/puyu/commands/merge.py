@@ -11,7 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="merge a LoRA adapter into its base model",
         description="Load BASE (an HF model folder) in float32, apply ADAPTER (a PEFT LoRA folder, e.g. the adapter "
         "`puyu finetune` writes), fold it into the weights and save a model folder in the base family's own layout "
-        "with the base's tokenizer; it opens in `puyu chat` and transformers like any model.",
+        "with the base's tokenizer; it opens in `puyu chat` and in transformers (an InternLM2-layout folder with "
+        "trust_remote_code=True, through the modelling files written beside it; `puyu convert --to llama` gives a "
+        "copy that needs none). To use an adapter without merging: `puyu chat BASE --adapter ADAPTER`.",
     )
     parser.add_argument("base", help="base model folder the adapter was trained on")
     parser.add_argument("adapter", help="adapter folder (adapter_config.json + adapter_model.safetensors)")

@@ -116,6 +116,8 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"rope        theta {config.rope_theta:g}" + (f", {rope.type} ×{rope.factor:g}" if rope else ""))
     print(f"context     {config.max_position_embeddings}")
     print(f"dtype       {config.torch_dtype}")
+    if "quantization_config" in config.extra:
+        print(f"quantized   {describe_quantization(config)}")
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
     print(f"files       {', '.join(files)}")
     return 0
@@ -127,3 +129,23 @@ def run_presets(args: argparse.Namespace) -> int:
     for name, config in PRESETS.items():
         print(f"{name:22s} {config.family:10s} {config.num_parameters() / 1e6:>10,.1f} M")
     return 0
+
+
+def describe_quantization(config) -> str:
+    """One line: method, group size, AWQ search, the weights kept in full precision, and the output head."""
+    from puyu.quant.loading import QuantSpec
+
+    spec = QuantSpec.from_config(config.extra["quantization_config"])
+    if spec.method == "int4":
+        method = f"int4 weight-only, group size {spec.group_size} (AWQ-format tensors)"
+    else:
+        method = "int8 weight-only, one scale per output channel"
+    search = "AWQ scale search" if spec.awq else "no AWQ scale search"
+    full = ["embeddings", *(f"{name} of every layer" for name in spec.skip)]
+    if spec.lm_head:
+        head = "output head int8" + (" (stored unquantized, quantized when loaded)" if spec.method == "int4" else "")
+    else:
+        full.append("output head")
+        head = ""
+    kept = f"kept in {config.torch_dtype}: {', '.join(full)}"
+    return "; ".join(part for part in (method, search, kept, head) if part)

@@ -22,7 +22,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
-    parser.add_argument("--model-name", default=None, help="the name clients send as `model` (default: folder name)")
+    parser.add_argument(
+        "--model-name",
+        "--served-model-name",
+        dest="model_name",
+        default=None,
+        help="the name clients send as `model` (default: folder name); requests without `model` get this one",
+    )
+    parser.add_argument(
+        "--adapters",
+        "--lora-modules",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=DIR",
+        help="LoRA adapter folders to serve over the base, each as a `model` of its own name, batched together",
+    )
     parser.add_argument("--max-concurrency", type=int, default=None, help="most HTTP requests handled at once")
     parser.add_argument(
         "--max-queue", type=int, default=None, help="most requests waiting (in the engine or for a slot) before 429"
@@ -39,6 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="let control-token text in chat messages (e.g. <|im_start|>) act as control tokens; only for "
         "trusted clients (by default message content is plain text)",
+    )
+    parser.add_argument(
+        "--chat-template", default=None, metavar="FILE", help="a Jinja chat template file instead of the folder's own"
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        "--allow-origins",
+        nargs="+",
+        default=[],
+        metavar="ORIGIN",
+        help="CORS: web origins allowed to call the API from a browser (e.g. http://localhost:3000, or *)",
     )
     engine = parser.add_argument_group("engine")
     engine.add_argument("--block-size", type=int, default=16, help="tokens per KV-cache block (default %(default)s)")
@@ -68,12 +94,27 @@ def run(args: argparse.Namespace) -> int:
     from puyu.engine.async_engine import AsyncLLMEngine
     from puyu.engine.config import EngineConfig
     from puyu.engine.engine import LLMEngine
+    from puyu.engine.lora_slots import parse_adapter_specs
+    from puyu.model.config import ModelConfig
     from puyu.serve.app import create_app
     from puyu.serve.graceful import GracefulServer
 
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
+        if (folder / "adapter_config.json").is_file():
+            ModelConfig.from_pretrained(folder)  # raises: says what an adapter folder is and what to run
         raise PuyuError(f"{folder} is not a model folder (no config.json)")
+    if args.template is not None and args.chat_template is not None:
+        raise PuyuError("give --template (a built-in name) or --chat-template (a file), not both")
+    template = args.template
+    if args.chat_template is not None:
+        template = args.chat_template
+        if not Path(template).is_file():
+            raise PuyuError(f"--chat-template {template}: no such file")
+    adapters = parse_adapter_specs(args.adapters)
+    model_name = args.model_name or folder.resolve().name
+    if model_name in adapters:
+        raise PuyuError(f"--adapters: {model_name!r} is the base model's name; give the adapter another")
     if not 0 <= args.port <= 65535:
         raise PuyuError(f"--port must be in 0..65535, got {args.port}")
     for name, value in (
@@ -99,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def load() -> AsyncLLMEngine:
-        return AsyncLLMEngine(
-            LLMEngine.from_pretrained(folder, config, template=args.template), max_queue=args.max_queue
-        )
+        engine = LLMEngine.from_pretrained(folder, config, template=template, adapters=adapters)
+        log_engine(engine, [model_name, *adapters])
+        return AsyncLLMEngine(engine, max_queue=args.max_queue)
 
     failed: list[BaseException] = []
     server: GracefulServer | None = None
@@ -113,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
     app = create_app(
         load,
-        model_name=args.model_name or folder.resolve().name,
+        model_name=model_name,
         api_key=args.api_key,
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
@@ -122,7 +163,17 @@ def run(args: argparse.Namespace) -> int:
         agent_workspace=args.agent_workspace,
         max_request_bytes=args.max_request_bytes,
         trust_control_tokens=args.trust_control_tokens,
+        adapters=tuple(adapters),
     )
+    if args.allowed_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=args.allowed_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+        )
     # SIGINT/SIGTERM: uvicorn stops accepting, lets in-flight responses finish, then the app's
     # shutdown drains the engine.
     # Streams still open when the grace period ends get an error event and [DONE] first.
@@ -135,3 +186,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"puyu: error: the model failed to load: {failed[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def log_engine(engine, names: list[str]) -> None:
+    """One start-up line with what a user tunes first: device, dtype, KV-cache size, the served names."""
+    config = engine.config
+    tokens = engine.num_blocks * config.block_size
+    per_block = engine.runner.pool.bytes_per_block(
+        engine.model_config.num_layers,
+        engine.model_config.num_kv_heads,
+        engine.model_config.head_dim or 0,
+        config.block_size,
+        engine.model.dtype,
+        config.kv_cache_dtype,
+    )
+    logging.getLogger("puyu.serve").info(
+        "engine ready: device %s, dtype %s, KV cache %d tokens (%d blocks of %d, %.1f MiB, %s), "
+        "max model length %d; serving %s",
+        engine.model.device,
+        str(engine.model.dtype).removeprefix("torch."),
+        tokens,
+        engine.num_blocks,
+        config.block_size,
+        engine.num_blocks * per_block / 2**20,
+        config.kv_cache_dtype,
+        engine.max_model_len,
+        ", ".join(names),
+    )

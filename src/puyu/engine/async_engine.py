@@ -57,6 +57,7 @@ class AsyncLLMEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._streams: dict[str, _Stream] = {}
+        self._adapter_of: dict[str, str] = {}  # request id -> adapter, until the request reaches the engine
         self._thread: threading.Thread | None = None
         self._accepting = True
 
@@ -68,9 +69,10 @@ class AsyncLLMEngine:
             self._thread.start()
 
     async def generate(
-        self, request_id: str, prompt_ids: list[int], params: SamplingParams
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
     ) -> AsyncIterator[RequestOutput]:
-        """Add a request and yield its outputs until it finishes.
+        """Add a request (computed with the served LoRA adapter of that name, if given) and yield its outputs
+        until it finishes.
 
         Raises:
             QueueFullError: `max_queue` requests are already waiting, or the engine is shutting down
@@ -88,6 +90,8 @@ class AsyncLLMEngine:
         await self.start()
         stream = _Stream(asyncio.get_running_loop())
         self._streams[request_id] = stream
+        if adapter is not None:
+            self._adapter_of[request_id] = adapter
         with self._count_lock:
             self._pending_adds += 1
         self._inbox.put(("add", request_id, prompt, params))
@@ -161,10 +165,11 @@ class AsyncLLMEngine:
             with self._count_lock:
                 self._pending_adds -= 1
             stream = self._streams.get(request_id)
+            adapter = self._adapter_of.pop(request_id, None)
             if stream is None or params is None:  # aborted before it reached the engine
                 continue
             try:
-                self.engine.add_request(request_id, prompt, params)
+                self.engine.add_request(request_id, prompt, params, adapter=adapter)
             except Exception as exc:  # e.g. an id reused before the previous request left the engine
                 self._streams.pop(request_id, None)
                 stream.put(exc)

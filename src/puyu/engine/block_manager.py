@@ -94,7 +94,7 @@ class BlockManager:
             self.query_tokens += len(seq.prompt_ids)
         if seq.params.prompt_logprobs is not None:
             return
-        parent: int | None = None
+        parent = seq.hash_seed
         for i in range(usable):
             digest = block_hash(parent, tokens[i * self.block_size : (i + 1) * self.block_size])
             block = self._by_hash.get(digest)
@@ -130,7 +130,7 @@ class BlockManager:
         tokens = seq.token_ids
         while len(seq.block_hashes) < full:
             i = len(seq.block_hashes)
-            parent = seq.block_hashes[-1] if seq.block_hashes else None
+            parent = seq.block_hashes[-1] if seq.block_hashes else seq.hash_seed
             digest = block_hash(parent, tokens[i * self.block_size : (i + 1) * self.block_size])
             seq.block_hashes.append(digest)
             block = seq.block_table[i]

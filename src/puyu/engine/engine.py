@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from puyu.engine.sampler import Sample, Sampler, SamplingState
 from puyu.engine.scheduler import ScheduledChunk, Scheduler
 from puyu.engine.sequence import Sequence
 from puyu.errors import PuyuError
-from puyu.generation.generator import Generator
+from puyu.generation.generator import Generator, template_for
 from puyu.generation.sampling import SamplingParams
 from puyu.generation.stop_strings import StopStringMatcher
 from puyu.model.checkpoint import available_memory_bytes, load_model, parse_device, parse_size
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import read_end_ids
 from puyu.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
@@ -54,13 +56,19 @@ class LLMEngine:
         tokenizer: its tokenizer.
         config: engine settings.
         template: chat template; default the folder's own, else the family's built-in.
+        end_ids: further end-of-sequence ids (from the folder's generation_config.json).
     """
 
     def __init__(
-        self, model: CausalLM, tokenizer: Tokenizer, config: EngineConfig, template: ChatTemplate | None = None
+        self,
+        model: CausalLM,
+        tokenizer: Tokenizer,
+        config: EngineConfig,
+        template: ChatTemplate | None = None,
+        end_ids: list[int] | tuple[int, ...] = (),
     ) -> None:
         # The reference Generator already knows how a model's EOS ids, chat template and stop tokens combine.
-        reference = Generator(model, tokenizer, template)
+        reference = Generator(model, tokenizer, template, end_ids)
         self._reference = reference
         self.model = model
         self.tokenizer = tokenizer
@@ -80,12 +88,31 @@ class LLMEngine:
         self._requests: dict[str, _Request] = {}
         self._token_text: dict[int, str] = {}
         self._token_bytes: dict[int, bytes] = {}
+        self.adapters: dict[str, int] = {}  # served LoRA adapter name -> number (see `load_adapters`)
+
+    def load_adapters(self, adapters: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Serve LoRA adapters over this engine's base model, each under its own name, batched together.
+
+        Args:
+            adapters: name → PEFT LoRA adapter folder. Call once, before the first request.
+        """
+        from puyu.engine.lora_slots import install_adapters
+
+        if self.adapters or self._requests:
+            raise PuyuError("load adapters once, before the first request")
+        self.adapters = install_adapters(self.model, adapters)
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | os.PathLike[str], config: EngineConfig | None = None, *, template: str | None = None
+        cls,
+        model_dir: str | os.PathLike[str],
+        config: EngineConfig | None = None,
+        *,
+        template: str | None = None,
+        adapters: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> LLMEngine:
-        """Load model, tokenizer and chat template from an HF folder (quantized folders included)."""
+        """Load model, tokenizer and chat template from an HF folder (quantized folders included), and any
+        LoRA adapters to serve beside the base (name → adapter folder)."""
         config = config or EngineConfig()
         device = config.device
         if device == "auto":
@@ -93,7 +120,11 @@ class LLMEngine:
         folder = Path(model_dir)
         model = load_model(folder, dtype=config.dtype, device=parse_device(device))
         tokenizer = Tokenizer.from_pretrained(folder)
-        return cls(model, tokenizer, config, ChatTemplate.for_model(tokenizer, model.config.family, template))
+        chat_template = template_for(tokenizer, model.config.family, template)
+        engine = cls(model, tokenizer, config, chat_template, read_end_ids(folder))
+        if adapters:
+            engine.load_adapters(adapters)
+        return engine
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -115,11 +146,18 @@ class LLMEngine:
                 f"{self.num_blocks * self.config.block_size} tokens"
             )
 
-    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
-        """Queue a request. Raises PuyuError for an empty, too long or out-of-vocabulary prompt or a reused id."""
+    def add_request(
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+    ) -> None:
+        """Queue a request, computed with the LoRA adapter of that name if given (see `load_adapters`).
+
+        Raises PuyuError for an empty, too long or out-of-vocabulary prompt, a reused id or an unknown adapter.
+        """
         prompt = [int(t) for t in prompt_ids]
         if request_id in self._requests:
             raise PuyuError(f"request id {request_id!r} is already in use")
+        if adapter is not None and adapter not in self.adapters:
+            raise PuyuError(f"no adapter named {adapter!r} (loaded: {', '.join(self.adapters) or 'none'})")
         self.validate_prompt(prompt)
         vocab = self.model_config.vocab_size
         for name, ids in (("stop_token_ids", params.stop_token_ids), ("logit_bias", list(params.logit_bias))):
@@ -127,7 +165,7 @@ class LLMEngine:
             if bad:
                 raise PuyuError(f"{name} has token id {bad[0]}, outside the vocabulary (0..{vocab - 1})")
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_token_ids))
-        seq = Sequence(request_id, prompt, params)
+        seq = Sequence(request_id, prompt, params, adapter=self.adapters.get(adapter or "", 0))
         sampling = SamplingState(params, prompt, sorted(stop_ids), self.model_config.vocab_size, self.model.device)
         request = _Request(
             seq,

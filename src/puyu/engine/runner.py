@@ -60,6 +60,7 @@ class ModelRunner:
         # Decoding sequences first: their rows are then one slice of the flattened batch.
         order = sorted(range(len(chunks)), key=lambda i: chunks[i].num_tokens > 1)
         ids: list[int] = []
+        adapters: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
         spans: dict[int, SeqSpan] = {}
@@ -71,6 +72,7 @@ class ModelRunner:
                 len(ids), chunk.num_tokens, chunk.start, torch.tensor(table, dtype=torch.long, device=self.device)
             )
             ids.extend(seq.token_ids[chunk.start : end])
+            adapters.extend([seq.adapter] * chunk.num_tokens)
             positions.extend(range(chunk.start, end))
             slots.extend(table[p // bs] * bs + p % bs for p in range(chunk.start, end))
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
@@ -89,6 +91,9 @@ class ModelRunner:
             rows.extend(range(spans[i].offset, spans[i].offset + spans[i].length))
         rows_index = torch.tensor(rows, dtype=torch.long, device=self.device)
         input_ids = torch.tensor([ids], device=self.device)
+        router = getattr(self.model, "adapter_router", None)
+        if router is not None:  # served LoRA adapters: each row gets its own sequence's
+            router.set(adapters, self.device)
         logits = self.model(input_ids, positions=pos[None], cache=cache, logits_indices=rows_index)[0].float()
         full: dict[int, torch.Tensor] = {}
         at = len(completing)

@@ -24,6 +24,7 @@ class Sequence:
         prompt_ids: prompt tokens.
         params: sampling and stopping rules.
         arrival: monotonically increasing admission number (FCFS order).
+        adapter: which served LoRA adapter computes this sequence (0: the base model alone).
     """
 
     request_id: str
@@ -38,6 +39,12 @@ class Sequence:
     num_cached_tokens: int = 0  # prompt tokens served from the prefix cache at first admission
     admitted: bool = False
     state: Any = None  # the engine's per-request bookkeeping (detokenizer, sampler state)
+    adapter: int = 0
+
+    @property
+    def hash_seed(self) -> int | None:
+        """Parent hash of the first block: an adapter's KV differs from the base's, so its blocks never match them."""
+        return None if self.adapter == 0 else -1 - self.adapter  # None hashes as -1
 
     @property
     def token_ids(self) -> list[int]:

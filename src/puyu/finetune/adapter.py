@@ -85,7 +85,9 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike[str], config: Lora
         model: a `CausalLM` with `LoRALinear` layers (from `apply_lora` or `load_adapter`).
         out_dir: the folder to write.
         config: the settings the adapters were made with (r, alpha, dropout, targets).
-        base_model: the base model's folder or name, recorded as `base_model_name_or_path`.
+        base_model: the base model's folder or name, recorded as `base_model_name_or_path`: a folder that exists
+            as its absolute path (so the adapter names its base from any working directory), a hub-style name
+            as given.
 
     Returns:
         The folder.
@@ -117,7 +119,7 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike[str], config: Lora
     peft_config = {
         "alpha_pattern": alpha_pattern,
         "auto_mapping": None,
-        "base_model_name_or_path": str(base_model),
+        "base_model_name_or_path": str(Path(base_model).resolve()) if Path(base_model).exists() else str(base_model),
         "bias": "none",
         "exclude_modules": None,
         "fan_in_fan_out": False,
@@ -419,6 +421,7 @@ def merge_adapter(
     The merge happens in fp32; `dtype` is the storage dtype ("auto" = the base's own).
     """
     from puyu.model.checkpoint import load_model, parse_dtype, save_model
+    from puyu.model.generation_config import write_generation_config
     from puyu.tokenizer import Tokenizer
 
     base, out = Path(base_dir), Path(out_dir)
@@ -430,4 +433,5 @@ def merge_adapter(
     merge_lora(model)
     save_model(model, out, dtype=store)
     Tokenizer.from_pretrained(base).save_pretrained(out)
+    write_generation_config(out)
     return out

@@ -28,6 +28,7 @@ from puyu.model.checkpoint import load_model, save_model
 from puyu.model.config import ModelConfig
 from puyu.model.convert import copy_tokenizer_files
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import write_generation_config
 from puyu.tokenizer import Tokenizer
 from puyu.train.distributed import init_distributed, seed_everything
 from puyu.train.loop import LossFn, StepHook, TrainResult, run_training
@@ -308,4 +309,6 @@ def save_artefact(config: FinetuneConfig, model: CausalLM, output: Path) -> Path
         stored = ModelConfig.from_pretrained(base).torch_dtype
         save_model(model, output, dtype=stored)
     copy_tokenizer_files(base, output)
+    if not config.uses_adapters:
+        write_generation_config(output)
     return output

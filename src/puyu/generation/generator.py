@@ -12,12 +12,14 @@ import torch
 
 from puyu.chat import FAMILY_DEFAULTS, ChatTemplate
 from puyu.chat.content_tokens import encode_chat
+from puyu.chat.jinja_env import SPECIAL_TOKEN_NAMES
 from puyu.errors import PuyuError
 from puyu.generation.generate import FinishReason, GenerationOutput, stream_tokens
 from puyu.generation.sampling import SamplingParams
 from puyu.generation.stop_strings import StopStringMatcher
 from puyu.model.checkpoint import load_model
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import read_end_ids
 from puyu.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
@@ -38,9 +40,16 @@ class Generator:
         model: the model.
         tokenizer: its tokenizer.
         template: chat template; default the folder's own, else the family's built-in.
+        end_ids: further end-of-sequence ids (a folder's generation_config.json lists the turn end there).
     """
 
-    def __init__(self, model: CausalLM, tokenizer: Tokenizer, template: ChatTemplate | None = None) -> None:
+    def __init__(
+        self,
+        model: CausalLM,
+        tokenizer: Tokenizer,
+        template: ChatTemplate | None = None,
+        end_ids: Sequence[int] = (),
+    ) -> None:
         if tokenizer.vocab_size > model.config.vocab_size:
             raise PuyuError(
                 f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size} embeddings"
@@ -55,7 +64,7 @@ class Generator:
             self.tool_template = ChatTemplate.for_model(
                 tokenizer, model.config.family, FAMILY_DEFAULTS[model.config.family]
             )
-        eos = set(model.config.eos_token_ids)
+        eos = set(model.config.eos_token_ids) | {i for i in end_ids if i < model.config.vocab_size}
         if tokenizer.eos_id is not None:
             eos.add(tokenizer.eos_id)
         self.chat_stop_ids: set[int] = set()
@@ -76,6 +85,7 @@ class Generator:
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device = "cpu",
         template: str | None = None,
+        adapter: str | os.PathLike[str] | None = None,
     ) -> Generator:
         """Load model, tokenizer and chat template from an HF folder.
 
@@ -84,12 +94,16 @@ class Generator:
             dtype: compute dtype ("auto": stored dtype where the device computes it fast, else float32).
             device: "cpu" or "cuda".
             template: a built-in chat template name to use instead of the folder's own.
+            adapter: a LoRA adapter folder to apply (folded into the weights in the compute dtype, as
+                `puyu merge` does on disk; kept beside a quantized base).
         """
         folder = Path(path)
         model = load_model(folder, dtype=dtype, device=device)
+        if adapter is not None:
+            apply_adapter(model, adapter)
         tokenizer = Tokenizer.from_pretrained(folder)
-        chat_template = ChatTemplate.for_model(tokenizer, model.config.family, template)
-        return cls(model, tokenizer, chat_template)
+        chat_template = template_for(tokenizer, model.config.family, template)
+        return cls(model, tokenizer, chat_template, read_end_ids(folder))
 
     # ---- plain text -----------------------------------------------------------------------------
 
@@ -207,3 +221,30 @@ class Generator:
         content, tool_calls = self.tool_template.parse_tool_calls(output.text) if tools else (output.text, [])
         finish = "tool_calls" if tool_calls else output.finish_reason
         return ChatOutput(content=content, tool_calls=tool_calls, finish_reason=finish, output=output)
+
+
+def apply_adapter(model: CausalLM, adapter: str | os.PathLike[str]) -> None:
+    """Load a LoRA adapter into `model` and fold it into plain linear weights (quantized ones keep it beside)."""
+    from torch import nn
+
+    from puyu.finetune.adapter import load_adapter
+    from puyu.finetune.lora import lora_modules, merge_lora
+
+    load_adapter(model, adapter)
+    for _, module in lora_modules(model):
+        module.to(next(module.base_layer.parameters()).device)
+    if all(isinstance(m.base_layer, nn.Linear) for _, m in lora_modules(model)):
+        merge_lora(model)
+
+
+def template_for(tokenizer: Tokenizer, family: str, template: str | None) -> ChatTemplate:
+    """The chat template a `--template` / `--chat-template` value picks: the path of a Jinja file, a built-in
+    name, or None for the folder's own (else the family's built-in)."""
+    if template is None or not Path(template).is_file():
+        return ChatTemplate.for_model(tokenizer, family, template)
+    try:
+        source = Path(template).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as bad:
+        raise PuyuError(f"chat template {template}: unreadable ({bad})") from None
+    tokens = {key: getattr(tokenizer, key, None) for key in SPECIAL_TOKEN_NAMES}
+    return ChatTemplate.from_source(source, special_tokens=tokens, family_hint=family)

@@ -24,6 +24,8 @@ from puyu.errors import PuyuError, one_line
 from puyu.io import atomic_path, atomic_write_text
 from puyu.model.config import Family, ModelConfig
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import write_generation_config
+from puyu.model.hf_remote import write_remote_code
 from puyu.model.weight_names import checkpoint_shapes, from_internal, is_ignored, to_internal
 
 SAFETENSORS = "model.safetensors"
@@ -283,8 +285,7 @@ def save_model(
 
     hf_config = config.replace(torch_dtype=dtype_name(store_dtype)).to_hf(family)
     atomic_write_text(folder / "config.json", json.dumps(hf_config, indent=2) + "\n")
-    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id}
-    if config.pad_token_id is not None:
-        generation["pad_token_id"] = config.pad_token_id
-    atomic_write_text(folder / "generation_config.json", json.dumps(generation, indent=2) + "\n")
+    write_generation_config(folder, config)
+    if family == "internlm2":  # config.json's auto_map names these files
+        write_remote_code(folder)
     return folder

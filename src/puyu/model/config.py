@@ -7,6 +7,7 @@ the checkpoint weight-name map (`puyu.model.weight_names`), never in subclasses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -317,6 +318,8 @@ class ModelConfig:
         if file.is_dir():
             file = file / "config.json"
         if not file.is_file():
+            if (file.parent / "adapter_config.json").is_file():
+                raise PuyuError(adapter_folder_message(file.parent))
             raise PuyuError(f"{file}: no such file (a model folder needs config.json)")
         try:
             raw = json.loads(file.read_text(encoding="utf-8"))
@@ -334,3 +337,16 @@ class ModelConfig:
         if name not in PRESETS:
             raise PuyuError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
         return PRESETS[name].replace(**overrides)
+
+
+def adapter_folder_message(folder: Path) -> str:
+    """What to say when a LoRA adapter folder is given where a model folder is needed."""
+    base = "BASE"
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        raw = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        base = str(raw.get("base_model_name_or_path") or "BASE")
+    return (
+        f"{folder} is a LoRA adapter folder (trained on {base}), not a model: give the base model and the adapter, "
+        f"e.g. `puyu chat {base} --adapter {folder}` or `puyu serve {base} --adapters NAME={folder}`, "
+        f"or fold it in with `puyu merge {base} {folder} --out DIR`"
+    )

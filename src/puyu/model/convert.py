@@ -15,6 +15,7 @@ from puyu.errors import PuyuError
 from puyu.io import atomic_path, atomic_write_text
 from puyu.model.checkpoint import load_model, save_model
 from puyu.model.config import FAMILIES, Family, ModelConfig
+from puyu.model.generation_config import write_generation_config
 
 TOKENIZER_FILES = (
     "tokenizer.model",
@@ -46,11 +47,38 @@ def convert_checkpoint(
     if source.resolve() == target.resolve():
         raise PuyuError(f"{target}: the output folder must differ from the input folder")
     config = ModelConfig.from_pretrained(source)
-    model = load_model(source, dtype=config.torch_dtype)  # stored dtype: conversion is bit-exact
-    save_model(model, target, family=family, max_shard_size=max_shard_size)
-    copy_tokenizer_files(source, target)
-    drop_remote_code(target / "tokenizer_config.json", family)
+    check_convertible(config, source, family)
+    created = not target.exists()
+    try:
+        model = load_model(source, dtype=config.torch_dtype)  # stored dtype: conversion is bit-exact
+        save_model(model, target, family=family, max_shard_size=max_shard_size)
+        copy_tokenizer_files(source, target)
+        drop_remote_code(target / "tokenizer_config.json", family)
+        write_generation_config(target)
+    except BaseException:
+        if created:  # a half-written folder would look like a model
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
+
+
+def check_convertible(config: ModelConfig, source: Path, family: Family) -> None:
+    """Refuse, before anything is written, a conversion that cannot give a working folder."""
+    quantization = config.extra.get("quantization_config")
+    if quantization is not None:
+        bits = quantization.get("bits") if isinstance(quantization, dict) else None
+        kind = f"an int{bits}" if isinstance(bits, int) else "a quantized"
+        raise PuyuError(
+            f"{source} is {kind} folder; convert the unquantized model, then quantize the result "
+            f"(puyu convert SRC --to {family} --out DIR && puyu quantize DIR ...)"
+        )
+    if family == "qwen2" and not config.qkv_bias:
+        raise PuyuError(
+            f"{source} is a {config.family} model without q/k/v biases, and the Qwen2 layout always has them; "
+            "InternLM2 and Llama models convert to each other (--to llama / --to internlm2)"
+        )
+    if family == "internlm2" and config.qkv_bias:
+        raise PuyuError(f"{source} has q/k/v biases, which the InternLM2 layout cannot hold (try --to llama)")
 
 
 def copy_tokenizer_files(source: Path, target: Path) -> None:

@@ -12,6 +12,7 @@ from puyu.errors import PuyuError
 from puyu.model.checkpoint import parse_dtype, save_model
 from puyu.model.config import ModelConfig
 from puyu.model.decoder import CausalLM, RMSNorm
+from puyu.model.generation_config import write_generation_config
 
 # The chat-token set of the built-in tokenizer for each family (its default chat template's tokens).
 FAMILY_CHAT_TOKENS = {"internlm2": "internlm2", "llama": "llama3", "qwen2": "qwen2"}
@@ -91,4 +92,5 @@ def init_model_folder(
     model = random_model(config, seed=seed, dtype=parse_dtype(config.torch_dtype))
     folder = save_model(model, out, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(folder)
+    write_generation_config(folder)
     return folder

@@ -32,6 +32,8 @@ from puyu.io import atomic_path, atomic_write_text
 from puyu.model.checkpoint import SAFETENSORS, dtype_name, parse_dtype
 from puyu.model.config import ModelConfig
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import write_generation_config
+from puyu.model.hf_remote import write_remote_code
 from puyu.model.weight_names import from_internal, internal_shapes, to_internal
 from puyu.quant.weight_only import Int4Linear, Int8Linear, QuantLinear, awq_pack, awq_unpack, check_int4_shape
 
@@ -243,10 +245,9 @@ def save_quantized(model: CausalLM, path: str | Path, spec: QuantSpec) -> Path:
     hf = config.replace(torch_dtype=dtype_name(store_dtype)).to_hf()
     hf[QUANT_CONFIG_KEY] = spec.to_config(config)
     atomic_write_text(folder / "config.json", json.dumps(hf, indent=2) + "\n")
-    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id}
-    if config.pad_token_id is not None:
-        generation["pad_token_id"] = config.pad_token_id
-    atomic_write_text(folder / "generation_config.json", json.dumps(generation, indent=2) + "\n")
+    write_generation_config(folder, config)
+    if config.family == "internlm2":  # config.json's auto_map names these files
+        write_remote_code(folder)
     return folder
 
 

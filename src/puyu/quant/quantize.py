@@ -22,6 +22,7 @@ from puyu.model.checkpoint import load_model, parse_dtype
 from puyu.model.config import ModelConfig
 from puyu.model.convert import copy_tokenizer_files
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import write_generation_config
 from puyu.model.weight_names import internal_shapes
 from puyu.quant.loading import (
     LAYER_LINEARS,
@@ -167,6 +168,7 @@ def quantize_folder(
     quantize_model(model, spec, head=method == "int8")
     save_quantized(model, target, spec)
     copy_side_files(source, target)
+    write_generation_config(target)
     finalize_head(model, spec)
     return target
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from puyu.chat.tool_stream import ToolCallStream
 from puyu.engine.async_engine import AsyncLLMEngine, QueueFullError, RequestFailedError
 from puyu.engine.outputs import RequestOutput
 from puyu.errors import PuyuError, one_line
@@ -55,7 +56,7 @@ from puyu.serve.schemas import (
     Usage,
     new_id,
 )
-from puyu.chat.tool_stream import ToolCallStream
+from puyu.serve.served_models import ServedModels
 
 logger = logging.getLogger("puyu.serve")
 
@@ -77,14 +78,18 @@ class ServerState:
     load_error: str | None = None
     waiting: int = 0
     slots: asyncio.Semaphore | None = None
+    adapters: tuple[str, ...] = ()
     metrics: ServerMetrics = field(init=False)
     closing: asyncio.Event = field(init=False)
     loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
     max_token_chars: int | None = None  # longest text one token spells; set once the model is loaded
 
+    served: ServedModels = field(init=False)
+
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(lambda: self.engine.stats() if self.engine is not None else None)
         self.closing = asyncio.Event()
+        self.served = ServedModels(self.model_name, self.adapters)
 
     def end_streams(self) -> None:
         """End every open stream now with an error event and `[DONE]` (shutdown's grace period is over).
@@ -112,14 +117,14 @@ class ServerState:
             raise APIError(500, f"the model failed to load: {self.load_error}", code="model_load_failed")
         raise APIError(503, "the model is still loading; retry shortly", code="model_loading")
 
-    def check_model(self, name: str) -> None:
-        if name != self.model_name:
-            raise APIError(
-                404,
-                f"the model {name!r} does not exist (this server serves {self.model_name!r})",
-                param="model",
-                code="model_not_found",
-            )
+    def check_model(self, name: str | None) -> None:
+        """Choose the served model (base or adapter) a request names; 404 for another name."""
+        self.served.select(name)
+
+    @property
+    def current_name(self) -> str:
+        """The `model` name to answer with: the one the request being handled chose."""
+        return self.served.current().name
 
     async def acquire(self) -> None:
         """Take one of `max_concurrency` slots; 429 when `max_queue` requests already wait for one."""
@@ -146,11 +151,16 @@ class ServerState:
 
 
 async def _start(
-    engine: AsyncLLMEngine, request_id: str, prompt_ids: list[int], params: SamplingParams, timer: RequestTimer
+    engine: AsyncLLMEngine,
+    request_id: str,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    timer: RequestTimer,
+    adapter: str | None = None,
 ) -> AsyncIterator[RequestOutput]:
     """Add a request and wait for its first output, so that a full queue or a bad prompt becomes an
     HTTP error before any response is sent; the returned iterator yields every output, the first included."""
-    stream = engine.generate(request_id, prompt_ids, params)
+    stream = engine.generate(request_id, prompt_ids, params, adapter=adapter)
     try:
         first = await stream.__anext__()
     except QueueFullError as exc:
@@ -192,8 +202,9 @@ async def _start_all(
 ) -> list[AsyncIterator[RequestOutput]]:
     """Start every engine request of an HTTP request at once (they prefill in the same steps); if one
     fails, the others are closed (aborted) and its error raised."""
+    lora = state.served.current().adapter
     starts = [
-        _start(engine, f"{base_id}-{index}", prompt_ids, params, RequestTimer(state.metrics))
+        _start(engine, f"{base_id}-{index}", prompt_ids, params, RequestTimer(state.metrics), lora)
         for index, (prompt_ids, params) in enumerate(runs)
     ]
     results = await asyncio.gather(*starts, return_exceptions=True)
@@ -423,7 +434,7 @@ async def completions(state: ServerState, body: CompletionRequest, request: Requ
     completion_tokens = sum(c.output_tokens if budget else 0 for c, (_, budget) in zip(choices, slots, strict=True))
     cached = sum(choices[i * body.n].cached_tokens for i in range(len(prompts)))
     response = CompletionResponse(
-        id=request_id, model=state.model_name, choices=out, usage=_usage(prompt_tokens, completion_tokens, cached)
+        id=request_id, model=state.current_name, choices=out, usage=_usage(prompt_tokens, completion_tokens, cached)
     )
     return JSONResponse(response.model_dump())
 
@@ -490,7 +501,7 @@ async def _completion_events(
 
     def chunk(index: int, text: str, logprobs: Any, finish: str | None) -> dict:
         choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
-        return CompletionResponse(id=request_id, model=state.model_name, choices=[choice]).model_dump()
+        return CompletionResponse(id=request_id, model=state.current_name, choices=[choice]).model_dump()
 
     try:
         async for index, output in merged:
@@ -516,7 +527,7 @@ async def _completion_events(
         prompt_tokens = sum(choices[i].prompt_tokens for i in range(0, len(choices), n))
         completion_tokens = sum(c.output_tokens if budget else 0 for c, (_, budget) in zip(choices, slots, strict=True))
         final = CompletionResponse(
-            id=request_id, model=state.model_name, choices=[], usage=_usage(prompt_tokens, completion_tokens)
+            id=request_id, model=state.current_name, choices=[], usage=_usage(prompt_tokens, completion_tokens)
         )
         yield final.model_dump()
 
@@ -611,7 +622,7 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
         )
     completion_tokens = sum(choice.output_tokens for choice in choices)
     usage = _usage(choices[0].prompt_tokens, completion_tokens, choices[0].cached_tokens)
-    response = ChatCompletionResponse(id=request_id, model=state.model_name, choices=out, usage=usage)
+    response = ChatCompletionResponse(id=request_id, model=state.current_name, choices=out, usage=usage)
     return JSONResponse(response.model_dump())
 
 
@@ -628,7 +639,7 @@ async def _chat_events(
 
     def chunk(index: int, delta: DeltaMessage, logprobs: ChatLogprobs | None = None, finish: str | None = None) -> dict:
         choice = ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)
-        payload = ChatCompletionChunk(id=request_id, model=state.model_name, choices=[choice]).model_dump()
+        payload = ChatCompletionChunk(id=request_id, model=state.current_name, choices=[choice]).model_dump()
         payload["choices"][0]["delta"] = delta.model_dump(exclude_none=True)
         return payload
 
@@ -669,7 +680,7 @@ async def _chat_events(
     if body.stream_options is not None and body.stream_options.include_usage:
         final = ChatCompletionChunk(
             id=request_id,
-            model=state.model_name,
+            model=state.current_name,
             choices=[],
             usage=_usage(usage[0].prompt_tokens, sum(c.output_tokens for c in usage)),
         )
@@ -708,6 +719,7 @@ def create_app(
     agent_workspace: str | None = None,
     max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES,
     trust_control_tokens: bool = False,
+    adapters: tuple[str, ...] = (),
 ) -> FastAPI:
     """The OpenAI-compatible app.
 
@@ -726,6 +738,7 @@ def create_app(
         trust_control_tokens: tokenize chat messages with the template, so that control-token text in
             them becomes control tokens (only for clients trusted to write raw turns); by default
             message content is plain text.
+        adapters: names of the LoRA adapters the engine serves beside the base, each a `model` of its own.
     """
     state = ServerState(
         model_name=model_name,
@@ -734,6 +747,7 @@ def create_app(
         max_queue=max_queue,
         max_request_bytes=max_request_bytes,
         trust_control_tokens=trust_control_tokens,
+        adapters=adapters,
     )
 
     async def use(built: AsyncLLMEngine) -> None:
@@ -793,8 +807,11 @@ def create_app(
     @app.get("/v1/models", response_model=ModelList, responses=api_errors)
     async def models() -> Response:
         llm = state.ready_engine().engine
-        card = ModelCard(id=model_name, root=model_name, max_model_len=llm.max_model_len)
-        return JSONResponse(ModelList(data=[card]).model_dump())
+        cards = [ModelCard(id=model_name, root=model_name, max_model_len=llm.max_model_len)]
+        cards += [
+            ModelCard(id=name, root=model_name, parent=model_name, max_model_len=llm.max_model_len) for name in adapters
+        ]
+        return JSONResponse(ModelList(data=cards).model_dump())
 
     @app.post(
         "/v1/completions",

@@ -38,7 +38,7 @@ class StreamOptions(_Request):
 class SamplingFields(_Request):
     """Fields chat and text completions share (OpenAI's, plus vLLM's extras: top_k, min_p, ...)."""
 
-    model: str
+    model: str | None = None  # optional, as in vLLM: the base model
     max_tokens: int | None = Field(default=None, ge=0)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
@@ -160,6 +160,7 @@ class ModelCard(BaseModel):
     created: int = Field(default_factory=now)
     owned_by: str = "puyu"
     root: str | None = None
+    parent: str | None = None
     max_model_len: int | None = None
 
 

@@ -7,6 +7,8 @@ without remote code) and storage dtype, beside the run's tokenizer.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from puyu.model.checkpoint import parse_device, parse_dtype, save_model
 from puyu.model.config import FAMILIES, Family, ModelConfig
 from puyu.model.convert import drop_remote_code
 from puyu.model.decoder import CausalLM
+from puyu.model.generation_config import write_generation_config
 from puyu.model.weight_names import internal_shapes
 from puyu.train.checkpoint import CONFIG_FILE, latest_checkpoint, read_model_weights, verify_checkpoint
 from puyu.train.checkpoint_folders import CHECKPOINTS, MANIFEST
@@ -76,6 +79,8 @@ def load_checkpoint_model(
     config = ModelConfig.from_pretrained(folder / CONFIG_FILE)
     weights = read_model_weights(folder)
     wanted = internal_shapes(config)
+    if any(".lora_" in name for name in weights):
+        raise PuyuError(lora_run_message(folder))
     for name, tensor in weights.items():
         if name not in wanted:
             raise PuyuError(f"{folder}: tensor {name} does not belong to a {config.family} model of this shape")
@@ -95,6 +100,19 @@ def load_checkpoint_model(
     model.tie_weights()
     model.rotary.materialize(target)
     return model.eval()
+
+
+def lora_run_message(checkpoint: Path) -> str:
+    """What to say when a LoRA run's checkpoint is given where a whole model is needed."""
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint
+    base = "BASE"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        base = str(json.loads((run_dir / "finetune_config.json").read_text(encoding="utf-8"))["model"])
+    return (
+        f"{checkpoint} is a checkpoint of a LoRA/QLoRA fine-tuning run: it holds adapter weights, not a whole "
+        f"model. Fold the adapter into its base with `puyu merge {base} {run_dir / 'adapter'} --out DIR`, "
+        f"or use it as it is with `puyu chat {base} --adapter {run_dir / 'adapter'}`"
+    )
 
 
 def export_checkpoint(
@@ -147,4 +165,5 @@ def export_checkpoint(
     if loaded is not None:
         loaded.save_pretrained(out)
         drop_remote_code(out / "tokenizer_config.json", layout)
+        write_generation_config(out)
     return out
