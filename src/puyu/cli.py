@@ -19,6 +19,7 @@ from puyu.commands import (
     export,
     finetune,
     generate,
+    kb,
     merge,
     model,
     plot,
@@ -46,6 +47,7 @@ COMMANDS = (
     eval,
     quickstart,
     plot,
+    kb,
 )
 
 
