@@ -165,7 +165,7 @@ def main() -> None:
     import torch
     from lm_eval.models.huggingface import HFLM
 
-    from puyu.eval.local_model import LocalModel
+    from puyu.client.local import LocalModel
 
     torch.set_num_threads(args.threads)
     data = Path(args.data)

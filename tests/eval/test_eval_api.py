@@ -15,11 +15,11 @@ create_app = pytest.importorskip("puyu.serve.app", reason="puyu.serve is not ava
 
 from fastapi import FastAPI  # noqa: E402
 
+from puyu.client.local import LocalModel  # noqa: E402
+from puyu.client.openai_http import NO_PROMPT_LOGPROBS, OpenAIModel, normalize_base_url  # noqa: E402
 from puyu.errors import PuyuError  # noqa: E402
 from puyu.eval.evaluators import evaluate_task  # noqa: E402
-from puyu.eval.local_model import LocalModel  # noqa: E402
-from puyu.eval.models import greedy_params, load_eval_model  # noqa: E402
-from puyu.eval.openai_model import NO_PROMPT_LOGPROBS, OpenAIModel, normalize_base_url  # noqa: E402
+from puyu.eval.models import greedy_params, load_client  # noqa: E402
 from puyu.eval.tasks import load_task  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def local(folder: Path) -> LocalModel:
 
 
 def test_loglikelihood_and_perplexity_match_the_local_model(url: str, local: LocalModel) -> None:
-    api = load_eval_model(url)
+    api = load_client(url)
     assert isinstance(api, OpenAIModel) and api.name == "tiny"
     requests = [("Question: 2+3?\nAnswer:", " A"), ("Question: 2+3?\nAnswer:", " B"), ("The sky is", " blue today")]
     got = api.loglikelihood(requests)

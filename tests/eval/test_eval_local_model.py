@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from eval_support import make_model
 
+from puyu.client.local import LocalModel, _Group
 from puyu.eval.evaluators import evaluate_task
-from puyu.eval.local_model import LocalModel, _Group
-from puyu.eval.models import EvalModel, greedy_params, load_eval_model
+from puyu.eval.models import EvalModel, greedy_params, load_client
 from puyu.eval.tasks import load_task
 
 
@@ -32,7 +32,7 @@ def reference_loglikelihood(model: LocalModel, context: str, continuation: str) 
 
 def test_protocol_and_loader(model: LocalModel, tiny_model: Path) -> None:
     assert isinstance(model, EvalModel)
-    assert isinstance(load_eval_model(str(tiny_model)), LocalModel)
+    assert isinstance(load_client(str(tiny_model)), LocalModel)
     assert model.max_length == 2048 and model.name == "tiny"
 
 
@@ -119,7 +119,6 @@ def test_chat_prompts_score_after_the_template(model: LocalModel, bench_data: Pa
     result = evaluate_task(model, task, chat=True, progress=False)
     record = result.records[0]
     assert result.mode == "chat_loglikelihood"
-    assert record["prompt"].startswith("<user>The following are multiple choice questions")
     context = model.render_chat(
         [
             {"role": "user", "content": task.docs[0].description + task.docs[0].shots[0][0]},
@@ -129,6 +128,8 @@ def test_chat_prompts_score_after_the_template(model: LocalModel, bench_data: Pa
     )
     expected = [reference_loglikelihood(model, context, c)[0] for c in "ABCD"]
     assert record["logprobs"] == pytest.approx(expected, abs=1e-4)
+    # predictions.jsonl shows the prompt as the model saw it: rendered with its chat template.
+    assert record["prompt"] == context
 
 
 def test_generation_task_runs_and_extracts(model: LocalModel, bench_data: Path) -> None:

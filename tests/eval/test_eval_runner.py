@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from puyu.cli import main
+from puyu.client.local import LocalModel
 from puyu.eval.api import load_run_config, run_evaluation
 from puyu.eval.cache import PredictionCache
 from puyu.eval.evaluators import evaluate_task
-from puyu.eval.local_model import LocalModel
 from puyu.eval.tasks import load_task
 from puyu.generation.sampling import SamplingParams
 

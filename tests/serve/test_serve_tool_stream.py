@@ -7,7 +7,7 @@ import json
 import pytest
 
 from puyu.chat import ChatTemplate
-from puyu.serve.tool_stream import ToolCallStream
+from puyu.chat.tool_stream import ToolCallStream
 
 CASES = {
     "internlm2": 'Sure.<|action_start|><|plugin|>\n{"name": "f", "parameters": {"x": 1}}<|action_end|>',

@@ -34,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (repeatable)",
     )
+    parser.add_argument(
+        "--name",
+        dest="names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a display name for each --model then --api, in order (default: the folder's or model's name)",
+    )
     parser.add_argument("--api-key", default=None, help="API key for --api (default $OPENAI_API_KEY)")
     parser.add_argument("--api-model", default=None, help="model name to request from --api (default: its first)")
     parser.add_argument(
@@ -65,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--chat",
         choices=["auto", "on", "off"],
         default="auto",
-        help="chat-template prompts (auto: per task, else by the model's name)",
+        help="chat-template prompts (auto: per task, else when the model folder ships a chat template; "
+        "endpoints: by the model's name)",
     )
     parser.add_argument("--config", default=None, metavar="YAML", help="a run file: models × tasks and options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -89,8 +98,12 @@ def run_eval(args: argparse.Namespace) -> int:
             options["out_dir"] = args.out
     else:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        paths = [*args.models, *args.apis]
+        if len(args.names) > len(paths):
+            raise PuyuError(f"{len(args.names)} --name given for {len(paths)} models (one per --model/--api, in order)")
+        names = [*args.names, *[None] * (len(paths) - len(args.names))]
         options = {
-            "models": [*args.models, *args.apis],
+            "models": [{"path": path, "name": name} if name else path for path, name in zip(paths, names, strict=True)],
             "tasks": tasks,
             "task_files": args.task_files,
             "data_dir": args.data_dir,

@@ -36,9 +36,9 @@ def _add_model_source(parser: argparse.ArgumentParser, flag: str, what: str) -> 
 
 
 def _load_model(spec: str, args: argparse.Namespace, chat: bool | None) -> Any:
-    from puyu.eval.models import load_eval_model
+    from puyu.eval.models import load_client
 
-    return load_eval_model(spec, api_key=args.api_key, model=args.api_model, device=args.device, chat=chat)
+    return load_client(spec, api_key=args.api_key, model=args.api_model, device=args.device, chat=chat)
 
 
 # ---------------------------------------------------------------------------------------------- needle

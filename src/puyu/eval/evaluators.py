@@ -54,6 +54,15 @@ class TaskResult:
         return {k: v for k, v in self.__dict__.items() if k != "records"}
 
 
+def _shown_prompt(prompt: Prompt, model: EvalModel) -> str:
+    """The prompt as the model saw it: chat messages rendered with its template where the client can render
+    them (in-process), else in the canonical form."""
+    render = getattr(model, "render_chat", None)
+    if prompt.text is None and prompt.messages is not None and render is not None:
+        return render(prompt.messages)
+    return prompt.key_text()
+
+
 def model_id(model: EvalModel) -> str:
     """What identifies a model's outputs in the cache."""
     return str(getattr(model, "model_id", None) or getattr(model, "model_dir", None) or model.name)
@@ -262,7 +271,7 @@ def evaluate_task(
         record = _score(task, doc, mode, value)
         if prompt is not None:
             record["shots"] = prompt.shots
-            record["prompt"] = prompt.key_text()
+            record["prompt"] = _shown_prompt(prompt, model)
         result.records.append(record)
     _aggregate(result, task)
     result.seconds = time.perf_counter() - start

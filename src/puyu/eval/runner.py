@@ -22,7 +22,7 @@ from typing import Any
 from puyu.errors import PuyuError
 from puyu.eval.cache import PredictionCache
 from puyu.eval.evaluators import TaskResult, evaluate_task
-from puyu.eval.models import EvalModel, load_eval_model
+from puyu.eval.models import EvalModel, load_client
 from puyu.eval.tasks import Task, load_task
 from puyu.io import atomic_write_text
 
@@ -41,7 +41,7 @@ class ModelSpec:
     device: str = "auto"
 
     def load(self) -> EvalModel:
-        model = load_eval_model(
+        model = load_client(
             self.path,
             api_key=self.api_key,
             model=self.model,

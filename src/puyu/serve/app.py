@@ -46,7 +46,7 @@ from puyu.serve.schemas import (
     Usage,
     new_id,
 )
-from puyu.serve.tool_stream import ToolCallStream
+from puyu.chat.tool_stream import ToolCallStream
 
 logger = logging.getLogger("puyu.serve")
 

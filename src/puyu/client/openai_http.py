@@ -1,16 +1,20 @@
-"""Any OpenAI-compatible endpoint as an `EvalModel`: completions and chat completions sent concurrently;
-log-likelihoods from the prompt-token logprobs that `completions` returns with `echo=True`."""
+"""Any OpenAI-compatible endpoint as a model client, through the official `openai` package: completions and
+chat completions (tools, streaming, async) sent concurrently; log-likelihoods from the prompt-token logprobs
+that `completions` returns with `echo=True`; embeddings."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from puyu.client.base import ChatDelta, ChatResult, TaskUnsupported, ToolCall, default_chat
 from puyu.errors import PuyuError, one_line
-from puyu.eval.models import TaskUnsupported, default_chat
 from puyu.generation.sampling import SamplingParams
 
 T = TypeVar("T")
@@ -86,6 +90,9 @@ class OpenAIModel:
         self.is_chat = default_chat(self.name) if chat is None else chat
         self.concurrency = max(1, concurrency)
         self.calls = 0
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._timeout = timeout
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         self.calls += 1
@@ -95,10 +102,16 @@ class OpenAIModel:
             return list(pool.map(fn, items))
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        with self._errors():
+            return fn(model=self.model, **kwargs)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The endpoint's failures as one-line `PuyuError`s naming the endpoint."""
         import openai
 
         try:
-            return fn(model=self.model, **kwargs)
+            yield
         except openai.APIConnectionError as exc:
             raise PuyuError(f"{self.base_url}: cannot reach the endpoint ({one_line(exc)})") from None
         except openai.APIStatusError as exc:
@@ -205,3 +218,136 @@ class OpenAIModel:
             return -sum(scored), len(scored)
 
         return self._map(one, texts)
+
+    # ---- chat with tools, streaming, raw text, embeddings ---------------------------------------
+
+    def _chat_kwargs(self, messages: list[dict], params: SamplingParams, tools: list[dict] | None) -> dict[str, Any]:
+        kwargs = {"model": self.model, "messages": messages, **self._sampling(params)}
+        if tools:
+            kwargs["tools"] = tools
+        return kwargs
+
+    @staticmethod
+    def _result(response: Any) -> ChatResult:
+        choice = response.choices[0]
+        calls = [ToolCall.from_openai(call.model_dump()) for call in choice.message.tool_calls or []]
+        usage = response.usage
+        return ChatResult(
+            content=choice.message.content or "",
+            tool_calls=calls,
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+    def complete_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> ChatResult:
+        """One assistant turn; with `tools`, the calls the endpoint parsed."""
+        self.calls += 1
+        with self._errors():
+            return self._result(self.client.chat.completions.create(**self._chat_kwargs(messages, params, tools)))
+
+    def stream_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> Iterator[ChatDelta]:
+        """The turn as the endpoint streams it; the last delta has the assembled tool calls."""
+        self.calls += 1
+        assembler = _CallAssembler()
+        with self._errors():
+            stream = self.client.chat.completions.create(
+                **self._chat_kwargs(messages, params, tools), stream=True, stream_options={"include_usage": True}
+            )
+            try:
+                for chunk in stream:
+                    delta = assembler.feed(chunk)
+                    if delta is not None:
+                        yield delta
+            finally:
+                stream.close()
+        yield assembler.finish()
+
+    def _async(self) -> Any:
+        """The async client of the running event loop (its connection pool belongs to that loop)."""
+        import openai
+
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key, timeout=self._timeout, max_retries=2
+            )
+        return client
+
+    async def acomplete_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> ChatResult:
+        """`complete_chat` on the event loop (concurrent calls are concurrent requests)."""
+        self.calls += 1
+        with self._errors():
+            response = await self._async().chat.completions.create(**self._chat_kwargs(messages, params, tools))
+        return self._result(response)
+
+    async def astream_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        """`stream_chat` on the event loop; closing it early closes the HTTP stream."""
+        self.calls += 1
+        assembler = _CallAssembler()
+        with self._errors():
+            stream = await self._async().chat.completions.create(
+                **self._chat_kwargs(messages, params, tools), stream=True, stream_options={"include_usage": True}
+            )
+            try:
+                async for chunk in stream:
+                    delta = assembler.feed(chunk)
+                    if delta is not None:
+                        yield delta
+            finally:
+                await stream.close()
+        yield assembler.finish()
+
+    def complete_text(self, prompt: str, params: SamplingParams) -> str:
+        """A raw prompt's completion (the completions endpoint)."""
+        return self.generate([prompt], params)[0]
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Vectors from the endpoint's /embeddings, in order."""
+        self.calls += 1
+        with self._errors():
+            response = self.client.embeddings.create(model=self.model, input=texts)
+        return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
+
+
+class _CallAssembler:
+    """Streamed chat chunks → content deltas, with tool-call fragments joined by their index."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+
+    def feed(self, chunk: Any) -> ChatDelta | None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if not chunk.choices:
+            return None
+        choice = chunk.choices[0]
+        self.finish_reason = choice.finish_reason or self.finish_reason
+        for fragment in choice.delta.tool_calls or []:
+            call = self.calls.setdefault(fragment.index, {"id": None, "function": {"name": "", "arguments": ""}})
+            call["id"] = fragment.id or call["id"]
+            if fragment.function is not None:
+                call["function"]["name"] += fragment.function.name or ""
+                call["function"]["arguments"] += fragment.function.arguments or ""
+        return ChatDelta(content=choice.delta.content) if choice.delta.content else None
+
+    def finish(self) -> ChatDelta:
+        calls = [ToolCall.from_openai(self.calls[i]) for i in sorted(self.calls)]
+        usage = self.usage
+        return ChatDelta(
+            tool_calls=calls,
+            finish_reason=self.finish_reason or ("tool_calls" if calls else "stop"),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )

@@ -1,13 +1,18 @@
-"""An in-process model: batched log-likelihoods with a shared context per question, perplexity, generation
-through the engine (or the reference generator where the engine is not available)."""
+"""An in-process model client: batched log-likelihoods with a shared context per question, perplexity, and
+generation, chat with tools and streaming through the engine (or the reference generator where the engine is
+not available).
+
+Callers in several threads (or asyncio tasks, which run here in worker threads) share one engine: whoever
+waits for output runs the next step for everyone, so concurrent requests are batched together.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from puyu.chat import ChatTemplate
+from puyu.chat.tool_stream import ToolCallStream
+from puyu.client.base import ChatDelta, ChatResult, ToolCall
+from puyu.client.threads import aiterate_in_thread
+from puyu.engine.shared import SharedEngine
 from puyu.errors import PuyuError
-from puyu.eval.models import default_chat
 from puyu.generation.sampling import SamplingParams
 from puyu.model.checkpoint import load_model
 from puyu.model.decoder import CausalLM
 from puyu.tokenizer import Tokenizer
+from puyu.tokenizer.files import read_chat_template
 
 
 @dataclass
@@ -60,6 +69,17 @@ def hidden_states(
     return model.model.norm(x)
 
 
+def has_own_chat_template(folder: Path) -> bool:
+    """Whether the folder ships a chat template (tokenizer_config.json's, or chat_template.jinja): a chat model."""
+    config_file = folder / "tokenizer_config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    except (OSError, ValueError):
+        config = {}
+    source, named = read_chat_template(folder, config if isinstance(config, dict) else {})
+    return bool(source or named)
+
+
 def folder_fingerprint(folder: Path) -> str:
     """The folder's path plus a hash of its files' names, sizes and modification times: cached outputs of a
     model are not reused once its weights are rewritten in place."""
@@ -76,7 +96,7 @@ class LocalModel:
         batch_size: questions (log-likelihood) or sequences (perplexity, generation) per forward.
         max_batch_tokens: most padded tokens in one log-likelihood forward (long prompts go fewer at a time).
         device: "auto" (CUDA when present), "cpu" or "cuda".
-        chat: use chat prompts by default (None: guessed from the folder name).
+        chat: use chat prompts by default (None: when the folder ships its own chat template).
         dtype: compute dtype; default float32 on CPU, the stored dtype on CUDA.
     """
 
@@ -105,10 +125,10 @@ class LocalModel:
         self.max_length = int(self.model.config.max_position_embeddings)
         self.batch_size = max(1, batch_size)
         self.max_batch_tokens = max_batch_tokens
-        self.is_chat = default_chat(self.name) if chat is None else chat
+        self.is_chat = has_own_chat_template(folder) if chat is None else chat
         self.calls = 0  # model-level batches run (tests count them to check the cache)
         self._generator: Any = None
-        self._engine: Any = None  # LLMEngine, or False where it cannot be built
+        self._engine: SharedEngine | bool | None = None  # False where the engine cannot be built
 
     # ---- tokens ---------------------------------------------------------------------------------
 
@@ -276,21 +296,84 @@ class LocalModel:
         ids = [self.tokenizer.encode(self.render_chat(c), add_special_tokens=False) for c in conversations]
         return self._generate(ids, params, chat=True)
 
+    def complete_text(self, prompt: str, params: SamplingParams) -> str:
+        """A raw prompt's completion; control tokens in the prompt and the output are kept as text (the caller
+        renders and parses a text protocol itself)."""
+        return self._generate([self.tokenizer.encode(prompt)], params, chat=False)[0]
+
+    def complete_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> ChatResult:
+        """One assistant turn; with `tools`, the template renders them and the reply's calls are parsed out."""
+        return ChatResult.from_deltas(list(self.stream_chat(messages, params, tools)))
+
+    def stream_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> Iterator[ChatDelta]:
+        """The turn as it is generated: content deltas (tool-call markup held back), then a last delta with the
+        parsed calls and the finish reason."""
+        reference = self._reference()
+        template = reference.tool_template if tools else reference.template
+        ids = reference.chat_prompt_ids(messages, tools)
+        splitter = ToolCallStream(template) if tools else None
+        finish, generated = "stop", 0
+        self.calls += 1
+        for text, token_count, finish_reason in self._stream_ids(ids, params, chat=True):
+            generated += token_count
+            finish = finish_reason or finish
+            shown = splitter.feed(text) if splitter is not None else text
+            if shown:
+                yield ChatDelta(content=shown)
+        rest, calls = splitter.finish() if splitter is not None else ("", [])
+        tool_calls = [ToolCall.from_openai(call) for call in calls]
+        finish = "tool_calls" if tool_calls else finish
+        yield ChatDelta(rest, tool_calls, finish, prompt_tokens=len(ids), completion_tokens=generated)
+
+    async def acomplete_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> ChatResult:
+        """`complete_chat` without blocking the event loop; concurrent calls are batched by the engine."""
+        return ChatResult.from_deltas([piece async for piece in self.astream_chat(messages, params, tools)])
+
+    def astream_chat(
+        self, messages: list[dict], params: SamplingParams, tools: list[dict] | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        """`stream_chat` as an async iterator (closing it early aborts the request)."""
+        return aiterate_in_thread(lambda: self.stream_chat(messages, params, tools))
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        raise PuyuError(f"{self.name}: a decoder model gives no embeddings; use an encoder folder or endpoint")
+
     def _generate(self, prompt_ids: list[list[int]], params: SamplingParams, *, chat: bool) -> list[str]:
         self.calls += 1
         engine = self._get_engine()
         if engine is None:
             return self._reference_generate(prompt_ids, params, chat=chat)
-        run_params = engine.chat_params(params) if chat else params
-        texts = {str(i): "" for i in range(len(prompt_ids))}
-        for i, ids in enumerate(prompt_ids):
-            engine.add_request(str(i), ids, dataclasses.replace(run_params))
-        while engine.has_unfinished_requests():
-            for output in engine.step():
-                texts[output.request_id] += output.text
-        return [texts[str(i)] for i in range(len(prompt_ids))]
+        run_params = engine.engine.chat_params(params) if chat else params
+        return engine.run(prompt_ids, run_params)
 
-    def _get_engine(self) -> Any:
+    def _stream_ids(
+        self, ids: list[int], params: SamplingParams, *, chat: bool
+    ) -> Iterator[tuple[str, int, str | None]]:
+        """(text, new tokens, finish reason when finished) as the request advances."""
+        engine = self._get_engine()
+        if engine is None:
+            reference = self._reference()
+            extra_ids, extra_stops = (
+                (sorted(reference.chat_stop_ids), reference.chat_stop_strings) if chat else ((), ())
+            )
+            result: list[Any] = []
+            for piece in reference.stream(
+                ids, params, extra_stop_ids=extra_ids, extra_stops=extra_stops, result=result
+            ):
+                yield piece, 0, None
+            yield "", len(result[0].token_ids), result[0].finish_reason
+            return
+        run_params = engine.engine.chat_params(params) if chat else params
+        for out in engine.stream(ids, run_params):
+            yield out.text, len(out.token_ids), out.finish_reason if out.finished else None
+
+    def _get_engine(self) -> SharedEngine | None:
         """The batching engine over this model, or None where it is not available (reference path then)."""
         if self._engine is False:
             return None
@@ -300,25 +383,19 @@ class LocalModel:
                 from puyu.engine.engine import LLMEngine
 
                 config = EngineConfig(max_num_seqs=self.batch_size, device=self.device.type)
-                self._engine = LLMEngine(self.model, self.tokenizer, config, self.template)
+                self._engine = SharedEngine(LLMEngine(self.model, self.tokenizer, config, self.template))
             except (ImportError, NotImplementedError, TypeError, AttributeError):
                 self._engine = False
                 return None
-        return self._engine
+        return self._engine  # type: ignore[return-value]
+
+    def _reference(self) -> Any:
+        """The reference generator: the chat template, tool template and stops it derives are the engine's too."""
+        if self._generator is None:
+            from puyu.generation.generator import Generator
+
+            self._generator = Generator(self.model, self.tokenizer, self.template)
+        return self._generator
 
     def _reference_generate(self, prompt_ids: list[list[int]], params: SamplingParams, *, chat: bool) -> list[str]:
-        from puyu.generation.generator import Generator
-
-        if self._generator is None:
-            self._generator = Generator(self.model, self.tokenizer, self.template)
-        generator = self._generator
-        outputs = []
-        for ids in prompt_ids:
-            if chat:
-                pieces = generator.stream(
-                    ids, params, extra_stop_ids=sorted(generator.chat_stop_ids), extra_stops=generator.chat_stop_strings
-                )
-                outputs.append("".join(pieces))
-            else:
-                outputs.append(generator.generate(ids, params).text)
-        return outputs
+        return ["".join(text for text, _, _ in self._stream_ids(ids, params, chat=chat)) for ids in prompt_ids]
