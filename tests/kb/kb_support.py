@@ -63,3 +63,35 @@ def make_encoder_folder(folder: Path, pooling: str = "mean", normalize: bool = T
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
     return folder
+
+
+class ScriptedClient:
+    """A model client that answers from a script: the chat reply, and the reply to each check prompt."""
+
+    def __init__(self, reply: str, checks: dict[str, str] | None = None) -> None:
+        from puyu.client import ChatResult
+
+        self.reply = reply
+        self.checks = checks or {}
+        self.calls: list[list[dict]] = []
+        self._result = ChatResult
+
+    def _check_reply(self, messages: list[dict]) -> str:
+        text = messages[-1]["content"]
+        for key, reply in self.checks.items():
+            if key in text:
+                return reply
+        return "0"
+
+    async def acomplete_chat(self, messages: list[dict], params, tools=None):
+        self.calls.append(messages)
+        return self._result(content=self._check_reply(messages))
+
+    async def astream_chat(self, messages: list[dict], params, tools=None):
+        from puyu.client import ChatDelta
+
+        self.calls.append(messages)
+        words = self.reply.split(" ")
+        for i, word in enumerate(words):
+            yield ChatDelta(content=word + (" " if i < len(words) - 1 else ""))
+        yield ChatDelta(finish_reason="stop")
