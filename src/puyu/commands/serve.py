@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     engine.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     engine.add_argument("--seed", type=int, default=0, help="sampling seed for requests without their own")
+    parser.add_argument(
+        "--kb", action="append", default=[], metavar="NAME=KB", help="serve a knowledge base as model kb:NAME"
+    )
+    parser.add_argument("--embedder", default=None, help="encoder folder served on /v1/embeddings")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -87,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
+    kb = None
+    if args.kb or args.embedder:
+        from puyu.serve.kb_setup import kb_service
+
+        kb = kb_service(args.kb, args.embedder, host=args.host, port=args.port, api_key=args.api_key,
+                        model_name=args.model_name or folder.resolve().name)  # fmt: skip
     app = create_app(
         load,
         model_name=args.model_name or folder.resolve().name,
@@ -94,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         on_load_error=stop,
+        kb=kb,
     )
     # SIGINT/SIGTERM: uvicorn stops accepting, lets in-flight responses finish, then the app's
     # shutdown drains the engine.

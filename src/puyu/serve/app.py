@@ -619,6 +619,7 @@ def create_app(
     max_concurrency: int | None = None,
     max_queue: int | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
+    kb: Any | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible app.
 
@@ -630,6 +631,7 @@ def create_app(
         max_concurrency: most requests handled at once; others wait for a slot.
         max_queue: with `max_concurrency`, most requests waiting for a slot before 429.
         on_load_error: called if the loader fails (the CLI stops the server).
+        kb: a `puyu.serve.kb_routes.KbService`: knowledge bases as `kb:NAME` models, and /v1/embeddings.
     """
     state = ServerState(model_name=model_name, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue)
 
@@ -664,6 +666,8 @@ def create_app(
     app.state.puyu = state
     install_error_handlers(app)
     app.add_middleware(_GuardMiddleware, state=state)
+    if kb is not None:
+        kb.mount(app)
 
     @app.get("/health")
     async def health() -> Response:
@@ -678,7 +682,8 @@ def create_app(
     async def models() -> Response:
         llm = state.ready_engine().engine
         card = ModelCard(id=model_name, root=model_name, max_model_len=llm.max_model_len)
-        return JSONResponse(ModelList(data=[card]).model_dump())
+        extra = [ModelCard(id=name, root=name) for name in (kb.model_ids() if kb is not None else [])]
+        return JSONResponse(ModelList(data=[card, *extra]).model_dump())
 
     @app.post("/v1/completions")
     async def create_completion(body: CompletionRequest, request: Request) -> Response:
@@ -686,6 +691,8 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+        if kb is not None and kb.serves(body.model):
+            return await kb.chat(body)
         return await chat_completions(state, body, request)
 
     return app
