@@ -20,7 +20,7 @@ from puyu.serve.kb_routes import KbService
 from puyu.serve.kb_setup import kb_service, parse_kb_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_support import MODEL_NAME, engine_factory, live_server, make_model_folder  # noqa: E402
+from serve_support import MODEL_NAME, engine_factory, live_server, make_model_folder
 
 REPLY = "It listens on port 8000 [1]."
 QUESTION = "what port does the server listen on"
