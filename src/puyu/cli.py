@@ -20,6 +20,7 @@ from puyu.commands import (
     export,
     finetune,
     generate,
+    kb,
     mcp,
     merge,
     model,
@@ -51,6 +52,7 @@ COMMANDS = (
     plot,
     agent,
     mcp,
+    kb,
 )
 
 

@@ -84,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--agent-tools", default="calculator", help="built-in tools offered at /v1/agent (default calculator)"
     )
     parser.add_argument("--agent-workspace", default=None, help="folder for /v1/agent session workspaces")
+    )
+    parser.add_argument(
+        "--kb", action="append", default=[], metavar="NAME=KB", help="serve a knowledge base as model kb:NAME"
+    )
+    parser.add_argument("--embedder", default=None, help="encoder folder served on /v1/embeddings")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -152,6 +157,12 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
+    kb = None
+    if args.kb or args.embedder:
+        from puyu.serve.kb_setup import kb_service
+
+        kb = kb_service(args.kb, args.embedder, host=args.host, port=args.port, api_key=args.api_key,
+                        model_name=args.model_name or folder.resolve().name)  # fmt: skip
     app = create_app(
         load,
         model_name=model_name,
@@ -164,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         trust_control_tokens=args.trust_control_tokens,
         adapters=tuple(adapters),
+        kb=kb,
     )
     if args.allowed_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -720,6 +720,7 @@ def create_app(
     max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES,
     trust_control_tokens: bool = False,
     adapters: tuple[str, ...] = (),
+    kb: Any | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible app.
 
@@ -739,6 +740,7 @@ def create_app(
             them becomes control tokens (only for clients trusted to write raw turns); by default
             message content is plain text.
         adapters: names of the LoRA adapters the engine serves beside the base, each a `model` of its own.
+        kb: a `puyu.serve.kb_routes.KbService`: knowledge bases as `kb:NAME` models, and /v1/embeddings.
     """
     state = ServerState(
         model_name=model_name,
@@ -788,6 +790,8 @@ def create_app(
     app.state.puyu = state
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, api_key=api_key, max_request_bytes=max_request_bytes, metrics=state.metrics)
+    if kb is not None:
+        kb.mount(app)
 
     @app.get("/health", responses={503: ERROR_RESPONSES[503]})
     async def health() -> Response:
@@ -811,6 +815,7 @@ def create_app(
         cards += [
             ModelCard(id=name, root=model_name, parent=model_name, max_model_len=llm.max_model_len) for name in adapters
         ]
+        cards += [ModelCard(id=name, root=name) for name in (kb.model_ids() if kb is not None else [])]
         return JSONResponse(ModelList(data=cards).model_dump())
 
     @app.post(
@@ -827,6 +832,8 @@ def create_app(
         responses={**ERROR_RESPONSES, 200: _SSE_RESPONSE},
     )
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+        if kb is not None and kb.serves(body.model):
+            return await kb.chat(body)
         return await chat_completions(state, body, request)
 
     # Further routers (their own modules) are included here.
