@@ -47,6 +47,7 @@ from puyu.serve.schemas import (
     new_id,
 )
 from puyu.serve.tool_stream import ToolCallStream
+from puyu.web import mount_web
 
 logger = logging.getLogger("puyu.serve")
 
@@ -688,4 +689,5 @@ def create_app(
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
         return await chat_completions(state, body, request)
 
+    mount_web(app)  # the web app at /, its files under /web/
     return app
