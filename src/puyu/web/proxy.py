@@ -6,6 +6,7 @@ on this side: the page sends none and this process adds it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +46,13 @@ def create_proxy_app(api_url: str, api_key: str | None = None, timeout: float = 
     """
     root = api_root(api_url)
     client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0))
-    app = FastAPI(title="puyu web")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="puyu web", lifespan=lifespan)
     install_error_handlers(app)
     mount_web(app)
 
@@ -67,10 +74,6 @@ def create_proxy_app(api_url: str, api_key: str | None = None, timeout: float = 
             return error_response(502, f"cannot reach the API at {root}: {exc}", code="upstream_unreachable")
         kept = {name: response.headers[name] for name in _FORWARDED_RESPONSE_HEADERS if name in response.headers}
         return StreamingResponse(_relay(response), status_code=response.status_code, headers=kept)
-
-    @app.on_event("shutdown")
-    async def close() -> None:
-        await client.aclose()
 
     return app
 

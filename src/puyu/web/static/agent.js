@@ -101,7 +101,7 @@ export const agentMode = {
       }
       const item = h("li", { class: "step tool", dataset: { state, tool: step.name } });
       if (code !== null) item.append(h("div", { class: "step-head" }, `▶ ${step.name} (${state})`), codeBlock(code, "python"));
-      item.append(folded(code !== null ? "output" : `🔧 ${step.name} (${state})`, step, ...parts));
+      item.append(folded(code !== null ? "output" : `tool ${step.name} (${state})`, step, ...parts));
       for (const artifact of step.result?.artifacts ?? []) item.append(artifactView(artifact, message));
       steps.append(item);
     }

@@ -119,6 +119,7 @@ export const searchMode = {
     if (message.order.length) {
       body.append(graph);
       requestAnimationFrame(() => drawEdges(graph, message.nodes));
+      graph.addEventListener("toggle", () => drawEdges(graph, message.nodes), true); // a node grew or shrank
     }
     const content = h("div", { class: "content markdown answer" });
     setMarkdown(content, message.content);
