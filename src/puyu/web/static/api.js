@@ -79,6 +79,7 @@ export async function streamSSE(path, body, onEvent, signal) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
+  let seen = 0;
   for (;;) {
     let chunk;
     try {
@@ -107,6 +108,7 @@ export async function streamSSE(path, body, onEvent, signal) {
         throw new ApiError(`the server sent an unreadable event: ${data.slice(0, 200)}`);
       }
       if (event && event.error) throw new ApiError(`the server reported an error: ${event.error.message ?? event.error}`);
+      if (!seen++) performance.mark("puyu:first-event"); // read by benchmarks/web_page.py
       onEvent(event);
     }
   }

@@ -203,14 +203,18 @@ async function reply() {
   const options = modeOptions();
   const message = { id: `m${Date.now().toString(36)}`, state: "streaming", ...mode.start(conversation, options) };
   conversation.messages.push(message);
-  store.saveConversation(conversation);
-  renderConversation();
-  renderList();
   const controller = new AbortController();
   state.controller = controller;
+  // the request goes out first (fetch starts before run's first await); saving and drawing overlap with it
+  const running = mode.run(conversation, message, controller.signal, throttled(() => rerender(message)), options);
   setBusy(true);
+  renderConversation();
+  const listed = store.getConversation(conversation.id);
+  // storing waits for an idle moment, so that it does not delay reading the first token
+  (window.requestIdleCallback ?? setTimeout)(() => store.saveConversation(conversation), { timeout: 300 });
+  if (!listed || listed.title !== conversation.title) requestAnimationFrame(renderList);
   try {
-    await mode.run(conversation, message, controller.signal, throttled(() => rerender(message)), options);
+    await running;
     message.state = "done";
   } catch (error) {
     if (error.name === "AbortError") message.state = "stopped";

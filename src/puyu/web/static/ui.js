@@ -17,10 +17,17 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
-/** Call `fn` at most once per animation frame. */
+/** Call `fn` at most once per animation frame; the first call runs at once (the first token shows without
+ * waiting for a frame). */
 export function throttled(fn) {
   let pending = false;
+  let first = true;
   return () => {
+    if (first) {
+      first = false;
+      fn();
+      return;
+    }
     if (pending) return;
     pending = true;
     requestAnimationFrame(() => {
