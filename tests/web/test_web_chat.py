@@ -212,6 +212,8 @@ def test_compare_two_settings_side_by_side(browser: Any, server: dict[str, Any],
     assert [c.get_attribute("data-state") for c in columns] == ["done", "done"]
     assert "temperature 0" in columns[0].text and "temperature 1" in columns[1].text
     assert all("You said: compare this" in c.text for c in columns)
+    listed = browser.find_element(By.CSS_SELECTOR, "#conversations li:first-child")
+    assert listed.get_attribute("data-mode") == "compare" and listed.text.startswith("compare this")
     browser.save_screenshot(str(shots / "web-compare.png"))
     # each column continues its own history
     send(browser, "and again")

@@ -93,6 +93,8 @@ def test_kb_citations_open_their_chunk(browser: Any, server: dict[str, Any], sho
     send(browser, "how do I serve a model?")
     reply = wait_reply_done(browser)
     assert server["seen"]["kb_chat"][-1] == "kb:docs"
+    listed = browser.find_element(By.CSS_SELECTOR, "#conversations li:first-child")
+    assert listed.get_attribute("data-mode") == "kb" and listed.text.startswith("how do I serve")
     markers = reply.find_elements(By.CSS_SELECTOR, ".content button.cite")
     assert [m.text for m in markers] == ["[1]", "[2]"]
     markers[0].click()

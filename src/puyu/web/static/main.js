@@ -209,10 +209,12 @@ async function reply() {
   const running = mode.run(conversation, message, controller.signal, throttled(() => rerender(message)), options);
   setBusy(true);
   renderConversation();
-  const listed = store.getConversation(conversation.id);
-  // storing waits for an idle moment, so that it does not delay reading the first token
-  (window.requestIdleCallback ?? setTimeout)(() => store.saveConversation(conversation), { timeout: 300 });
-  if (!listed || listed.title !== conversation.title) requestAnimationFrame(renderList);
+  // storing (and listing a new conversation) waits for an idle moment, not to delay reading the first token
+  (window.requestIdleCallback ?? setTimeout)(() => {
+    const listed = store.getConversation(conversation.id);
+    store.saveConversation(conversation);
+    if (!listed || listed.title !== conversation.title) renderList();
+  }, { timeout: 300 });
   try {
     await running;
     message.state = "done";
@@ -227,6 +229,7 @@ async function reply() {
     setBusy(false);
     store.saveConversation(conversation);
     renderConversation();
+    renderList();
   }
 }
 
