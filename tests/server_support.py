@@ -24,11 +24,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL (…/v1)."""
+def live_server(app: Any, grace: float = 5) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL (…/v1). On exit,
+    responses still streaming get `grace` seconds before their connections are cut."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=grace)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

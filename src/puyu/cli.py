@@ -30,6 +30,7 @@ from puyu.commands import (
     quickstart,
     serve,
     tokenizer,
+    web,
 )
 from puyu.commands.usage import reject_unknown
 from puyu.errors import PuyuError
@@ -53,6 +54,7 @@ COMMANDS = (
     agent,
     mcp,
     kb,
+    web,
 )
 
 

@@ -84,7 +84,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--agent-tools", default="calculator", help="built-in tools offered at /v1/agent (default calculator)"
     )
     parser.add_argument("--agent-workspace", default=None, help="folder for /v1/agent session workspaces")
-    )
     parser.add_argument(
         "--kb", action="append", default=[], metavar="NAME=KB", help="serve a knowledge base as model kb:NAME"
     )

@@ -57,6 +57,7 @@ from puyu.serve.schemas import (
     new_id,
 )
 from puyu.serve.served_models import ServedModels
+from puyu.web import mount_web
 
 logger = logging.getLogger("puyu.serve")
 
@@ -841,6 +842,7 @@ def create_app(
         from puyu.serve.agent_routes import mount_agent
 
         mount_agent(app, agent_tools, agent_workspace, api_key)
+    mount_web(app)  # the web app at /, its files under /web/
     return app
 
 
