@@ -8,6 +8,19 @@ from collections.abc import AsyncIterator, Callable
 from puyu.client import ChatDelta, ChatResult
 from puyu.search.backends.base import BackendError, SearchResult
 
+PAGES = {
+    "https://w.example/alice-birthplace": "Alice Smith was born in Lyon.",
+    "https://w.example/lyon-river": "Lyon lies on the Rhone and the Saone.",
+    "https://w.example/bob-birthplace": "Bob Jones was born in Lyon too.",
+}
+PLAN = {
+    "nodes": [
+        {"id": "born", "question": "Where was Alice born?", "depends_on": []},
+        {"id": "bob", "question": "Where was Bob born?", "depends_on": []},
+        {"id": "river", "question": "Which river flows through Lyon?", "depends_on": ["BORN"]},
+    ]
+}
+
 
 class ScriptedClient:
     """`reply(messages)` gives each turn's text; streamed turns arrive in 3-character pieces (so citation
@@ -42,17 +55,16 @@ class ScriptedClient:
             self.open_streams -= 1
 
 
-def kind(messages: list[dict]) -> str:
-    """Which step asked: plan, repair, queries, select, node, final."""
-    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
-    last = messages[-1]["content"]
-    if system.startswith("You plan"):
-        return "repair" if "cannot run" in last else "plan"
-    if system.startswith("You answer one sub-question"):
+def kind(messages: list[dict] | str) -> str:
+    """Which step asked (plan, repair, queries, select, node, final), from the messages or the rendered prompt."""
+    text = messages if isinstance(messages, str) else "\n".join(m["content"] for m in messages)
+    if "You plan web research" in text:
+        return "repair" if "cannot run" in text else "plan"
+    if "You answer one sub-question" in text:
         return "node"
-    if system.startswith("You write the answer"):
+    if "You write the answer" in text:
         return "final"
-    if "search-engine queries" in last:
+    if "search-engine queries" in text:
         return "queries"
     return "select"
 

@@ -7,23 +7,10 @@ import asyncio
 import json
 
 import pytest
-from fakes import MemoryBackend, ScriptedClient, kind
+from fakes import PAGES, PLAN, MemoryBackend, ScriptedClient, kind
 
 from puyu.search import DeepSearch, SearchConfig, SearcherConfig, collect
 from puyu.search.events import Answer, Error, NodeDone, NodeEvent, NodeToken, References, Token
-
-PAGES = {
-    "https://w.example/alice-birthplace": "Alice Smith was born in Lyon.",
-    "https://w.example/lyon-river": "Lyon lies on the Rhone and the Saone.",
-    "https://w.example/bob-birthplace": "Bob Jones was born in Lyon too.",
-}
-PLAN = {
-    "nodes": [
-        {"id": "born", "question": "Where was Alice born?", "depends_on": []},
-        {"id": "bob", "question": "Where was Bob born?", "depends_on": []},
-        {"id": "river", "question": "Which river flows through Lyon?", "depends_on": ["BORN"]},
-    ]
-}
 
 
 def script(messages: list[dict]) -> str:

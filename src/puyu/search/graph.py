@@ -101,6 +101,8 @@ class PlanGraph:
         """
         if not isinstance(raw, dict):
             raise PlanError([f"the plan must be a JSON object, got {type(raw).__name__}"])
+        if "nodes" not in raw and "respond" not in raw:
+            raise PlanError(["the plan needs 'nodes' (a list) or 'respond' (true)"])
         respond = raw.get("respond", False)
         if not isinstance(respond, bool):
             raise PlanError(["'respond' must be true or false"])

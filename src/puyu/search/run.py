@@ -107,10 +107,11 @@ class DeepSearch:
         except Exception as exc:  # the run fails as one event; the caller's stream stays well-formed
             yield Error(f"search failed: {one_line(exc)}")
         finally:
+            # Everything is cancelled before the first await: a server may cancel this cleanup itself.
             for task in tasks.values():
                 task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
             sources.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
 
     async def _run_node(
         self,

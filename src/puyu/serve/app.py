@@ -23,6 +23,7 @@ from puyu.engine.outputs import RequestOutput
 from puyu.errors import PuyuError, one_line
 from puyu.generation.sampling import SamplingParams
 from puyu.serve import openai_adapter as adapter
+from puyu.serve import search_api
 from puyu.serve.errors import APIError, error_body, error_response, install_error_handlers
 from puyu.serve.metrics import RequestTimer, ServerMetrics
 from puyu.serve.schemas import (
@@ -664,6 +665,7 @@ def create_app(
     app.state.puyu = state
     install_error_handlers(app)
     app.add_middleware(_GuardMiddleware, state=state)
+    app.include_router(search_api.search_router())
 
     @app.get("/health")
     async def health() -> Response:
@@ -686,6 +688,8 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+        if body.model == search_api.SEARCH_MODEL:
+            return await search_api.search_chat_completion(body, request)
         return await chat_completions(state, body, request)
 
     return app
