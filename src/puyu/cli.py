@@ -25,6 +25,7 @@ from puyu.commands import (
     pretrain,
     quantize,
     quickstart,
+    search,
     serve,
     tokenizer,
 )
@@ -46,6 +47,7 @@ COMMANDS = (
     eval,
     quickstart,
     plot,
+    search,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 from puyu.client import ChatDelta, ChatResult
@@ -104,3 +105,21 @@ class MemoryBackend:
     async def read(self, result: SearchResult) -> str:
         self.reads.append(result.url or "")
         return self.pages[result.url or ""]
+
+
+QUESTION = "Which river flows through Alice's birthplace?"
+
+
+def script(prompt: str) -> str | None:
+    """The served test model's reply to each step (the engine's script hook: rendered prompt in, reply out)."""
+    step = kind(prompt)
+    if step == "plan":
+        return json.dumps(PLAN) if "No sub-questions" in prompt else '{"nodes": [], "respond": true}'
+    if step == "queries":
+        return "birthplace\nLyon"
+    if step == "node":
+        shown = prompt.split("## Sources", 1)[1].count("\n[")
+        return "Found: " + "".join(f"[[{i}]]" for i in range(1, shown + 1))
+    if step == "final":
+        return "Alice was born in Lyon [[2]][[1]]."
+    return "1, 2"

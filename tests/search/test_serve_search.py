@@ -5,50 +5,18 @@ OpenAI's shape, and a client that leaves cancelling the search."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from fakes import PAGES, QUESTION
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-serve_support = pytest.importorskip("serve_support", reason="the server test support is not available")
+from puyu.serve.app import create_app
+
 openai = pytest.importorskip("openai")
-
-from fakes import PAGES, PLAN, MemoryBackend, kind  # noqa: E402
-
-from puyu.search import SearchConfig, SearcherConfig  # noqa: E402
-from puyu.serve.app import create_app  # noqa: E402
-from puyu.serve.search_api import SearchSettings, enable_search  # noqa: E402
-
-QUESTION = "Which river flows through Alice's birthplace?"
-
-
-def script(prompt: str) -> str | None:
-    step = kind(prompt)
-    if step == "plan":
-        return json.dumps(PLAN) if "No sub-questions" in prompt else '{"nodes": [], "respond": true}'
-    if step == "queries":
-        return "birthplace\nLyon"
-    if step == "node":
-        shown = prompt.split("## Sources", 1)[1].count("\n[")
-        return "Found: " + "".join(f"[[{i}]]" for i in range(1, shown + 1))
-    if step == "final":
-        return "Alice was born in Lyon [[2]][[1]]."
-    return "1, 2"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, MemoryBackend]]]:
-    folder = serve_support.make_model_folder(tmp_path_factory.mktemp("search") / "tiny", max_position_embeddings=4096)
-    app = create_app(serve_support.engine_factory(folder, script=script)(), model_name="tiny")
-    backends = {"memory": MemoryBackend(PAGES), "slow": MemoryBackend(PAGES, delay=60)}
-    config = SearchConfig(searcher=SearcherConfig(queries=2, pages=2))
-    enable_search(app, SearchSettings(backends=dict(backends), config=config))
-    with serve_support.live_server(app) as url:
-        yield url, backends
+serve_support = pytest.importorskip("serve_support", reason="the server test support is not available")
 
 
 def sse(lines: Iterator[str]) -> list[dict | str]:

@@ -41,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     engine.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     engine.add_argument("--seed", type=int, default=0, help="sampling seed for requests without their own")
+    parser.add_argument(
+        "--search-backend",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="enable deep search (POST /v1/search, /solve, model 'search') over local:KB, searxng:URL, duckduckgo, "
+        "brave or bing; repeatable, the first is the default",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -95,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         on_load_error=stop,
     )
+    if args.search_backend:
+        from puyu.search.backends import open_backend
+        from puyu.serve.search_api import SearchSettings, enable_search
+
+        enable_search(app, SearchSettings(backends={spec: open_backend(spec) for spec in args.search_backend}))
     # SIGINT/SIGTERM: uvicorn stops accepting, lets in-flight responses finish, then the app's
     # shutdown drains the engine.
     server = uvicorn.Server(
