@@ -28,6 +28,7 @@ from puyu.commands import (
     pretrain,
     quantize,
     quickstart,
+    search,
     serve,
     tokenizer,
     web,
@@ -55,6 +56,7 @@ COMMANDS = (
     mcp,
     kb,
     web,
+    search,
 )
 
 

@@ -88,6 +88,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kb", action="append", default=[], metavar="NAME=KB", help="serve a knowledge base as model kb:NAME"
     )
     parser.add_argument("--embedder", default=None, help="encoder folder served on /v1/embeddings")
+    parser.add_argument(
+        "--search-backend",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="enable deep search (POST /v1/search, /solve, model 'search') over local:KB, searxng:URL, duckduckgo, "
+        "brave or bing; repeatable, the first is the default",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -185,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
         )
+    if args.search_backend:
+        from puyu.search.backends import open_backend
+        from puyu.serve.search_api import SearchSettings, enable_search
+
+        enable_search(app, SearchSettings(backends={spec: open_backend(spec) for spec in args.search_backend}))
     # SIGINT/SIGTERM: uvicorn stops accepting, lets in-flight responses finish, then the app's
     # shutdown drains the engine.
     # Streams still open when the grace period ends get an error event and [DONE] first.

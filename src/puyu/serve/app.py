@@ -25,6 +25,7 @@ from puyu.engine.outputs import RequestOutput
 from puyu.errors import PuyuError, one_line
 from puyu.generation.sampling import SamplingParams
 from puyu.serve import openai_adapter as adapter
+from puyu.serve import search_api
 from puyu.serve.errors import (
     ERROR_RESPONSES,
     APIError,
@@ -793,6 +794,7 @@ def create_app(
     app.add_middleware(GuardMiddleware, api_key=api_key, max_request_bytes=max_request_bytes, metrics=state.metrics)
     if kb is not None:
         kb.mount(app)
+    app.include_router(search_api.search_router())
 
     @app.get("/health", responses={503: ERROR_RESPONSES[503]})
     async def health() -> Response:
@@ -835,6 +837,8 @@ def create_app(
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
         if kb is not None and kb.serves(body.model):
             return await kb.chat(body)
+        if body.model == search_api.SEARCH_MODEL:
+            return await search_api.search_chat_completion(body, request)
         return await chat_completions(state, body, request)
 
     # Further routers (their own modules) are included here.
