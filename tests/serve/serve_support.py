@@ -68,12 +68,14 @@ def build_engine(folder: Path, *, delay: float = 0.0, script: Script | None = No
                 time.sleep(delay)
             return super().step()
 
-        def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
+        def add_request(
+            self, request_id: str, prompt_ids: list[int], params: SamplingParams, *args: Any, **kwargs: Any
+        ) -> None:
             reply = script(self.tokenizer.decode(prompt_ids)) if script is not None else None
             if reply is not None:
                 ids = self.tokenizer.encode(reply, add_special_tokens=False) + sorted(self.chat_stop_ids)[:1]
                 params = dataclasses.replace(params, logits_processors=[*params.logits_processors, ForceTokens(ids)])
-            super().add_request(request_id, prompt_ids, params)
+            super().add_request(request_id, prompt_ids, params, *args, **kwargs)
 
     settings = {"num_blocks": 256, "block_size": 16, "max_num_seqs": 8, "device": "cpu", "dtype": "float32", **config}
     return TestEngine.from_pretrained(folder, EngineConfig(**settings))
