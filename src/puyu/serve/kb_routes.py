@@ -37,6 +37,7 @@ from puyu.kb.assistant import Assistant
 from puyu.kb.embedders import EncoderEmbedder
 from puyu.kb.files import kb_suffix
 from puyu.serve.errors import APIError, error_body
+from puyu.serve.schemas import message_dicts
 
 logger = logging.getLogger("puyu.serve.kb")
 
@@ -255,6 +256,7 @@ def _text_of(content: Any) -> str | None:
 
 def _question_and_history(messages: list[dict[str, Any]]) -> tuple[str, list[dict]]:
     """The last user message is the question; earlier user and assistant turns are the history."""
+    messages = message_dicts(messages)
     last = messages[-1]
     question = _text_of(last.get("content")) if isinstance(last, dict) and last.get("role") == "user" else None
     if not question or not question.strip():

@@ -133,6 +133,11 @@ class RequestMessage(_Request):
         return self.model_dump(exclude_none=True)
 
 
+def message_dicts(messages: list[Any]) -> list[dict[str, Any]]:
+    """Request messages as puyu.chat takes them (typed messages through `to_chat`; dicts as they are)."""
+    return [m.to_chat() if isinstance(m, RequestMessage) else m for m in messages]
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[RequestMessage] = Field(min_length=1)
     tools: list[ToolSpec] | None = None

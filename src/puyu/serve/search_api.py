@@ -26,7 +26,7 @@ from puyu.errors import one_line
 from puyu.search import DeepSearch, SearchBackend, SearchConfig
 from puyu.search.events import Answer, Error, References, SearchEvent, Token
 from puyu.serve.errors import APIError, error_body
-from puyu.serve.schemas import new_id
+from puyu.serve.schemas import message_dicts, new_id
 from puyu.serve.search_solve import SolveRenderer, dumps, solve_question
 
 logger = logging.getLogger("puyu.serve.search")
@@ -166,7 +166,7 @@ async def _solve_stream(search: DeepSearch, question: str) -> AsyncIterator[str]
 
 
 def _question_of(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
+    for message in reversed(message_dicts(messages)):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
