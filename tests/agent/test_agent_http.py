@@ -77,7 +77,10 @@ def _events(base_url: str, body: dict) -> list[dict | str]:
 
 def test_agent_streams_step_events(base_url):
     body = {"messages": [{"role": "user", "content": "What is 6 * 7?"}], "tools": ["calculator"], "protocol": "openai"}
-    events = _events(base_url, body)
+    streamed = _events(base_url, body)
+    tokens = "".join(e["content"] for e in streamed if isinstance(e, dict) and e["type"] == "token")
+    assert tokens == "Let me compute." + ANSWER  # the model's text as it streamed, tool markup held back
+    events = [e for e in streamed if not (isinstance(e, dict) and e["type"] == "token")]
     assert [e if isinstance(e, str) else e["type"] for e in events] == [
         "thought",
         "tool_call",

@@ -131,6 +131,7 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             max_turns=body.max_turns,
             workspace=root,
             artifact_url=artifact_url,
+            stream_tokens=True,
         )
         session.messages = history
         sessions.busy.add(session.id)
