@@ -129,6 +129,7 @@ def test_bad_requests_fail_alone_with_openai_shaped_errors(base_url, body, param
     assert error["param"] == param or param in (error["param"] or "") or param in error["message"]
 
 
+@pytest.mark.filterwarnings("ignore:Function 'calculator' has decorators other than @tool")
 def test_smolagents_tool_calling_agent_round_trip(base_url):
     smolagents = pytest.importorskip("smolagents")
     from puyu.agent.calculator import calculate
