@@ -158,3 +158,15 @@ def test_cli_agent_against_the_served_model(base_url, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["type"] for line in lines] == ["thought", "tool_call", "tool_result", "answer"]
     assert lines[-1] == {"type": "answer", "content": ANSWER}
+
+
+def test_session_leases(tmp_path, monkeypatch):
+    from puyu.serve import agent_routes
+
+    sessions = agent_routes._Sessions(tmp_path)
+    session = sessions.get("s")
+    assert sessions.get("s") is session and not sessions.is_busy("s")
+    sessions.busy["s"] = agent_routes.time.monotonic()
+    assert sessions.is_busy("s")
+    sessions.busy["s"] -= agent_routes.BUSY_LEASE_SECONDS + 1  # a client that vanished long ago
+    assert not sessions.is_busy("s")

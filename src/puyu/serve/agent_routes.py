@@ -11,6 +11,7 @@ import asyncio
 import collections
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from puyu.serve.errors import APIError
 
 MAX_SESSIONS = 256
 MAX_TURNS_LIMIT = 20
+BUSY_LEASE_SECONDS = 900.0
 
 
 class AgentRequest(pydantic.BaseModel):
@@ -40,7 +42,13 @@ class _Sessions:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.live: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        self.busy: set[str] = set()
+        # session id -> when its request started; a lease older than BUSY_LEASE_SECONDS is stale (a client that
+        # went away before its stream started never runs the stream's cleanup).
+        self.busy: dict[str, float] = {}
+
+    def is_busy(self, session_id: str) -> bool:
+        started = self.busy.get(session_id)
+        return started is not None and time.monotonic() - started < BUSY_LEASE_SECONDS
 
     def get(self, session_id: str | None):
         from puyu.agent.session import Session
@@ -52,7 +60,7 @@ class _Sessions:
         self.live[session.id] = session
         while len(self.live) > MAX_SESSIONS:
             oldest_id, oldest = next(iter(self.live.items()))
-            if oldest_id in self.busy:
+            if self.is_busy(oldest_id):
                 break
             self.live.popitem(last=False)
             oldest.close()
@@ -107,7 +115,7 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             session = sessions.get(body.session_id)
         except PuyuError as exc:
             raise APIError(400, str(exc), param="session_id") from None
-        if session.id in sessions.busy:
+        if sessions.is_busy(session.id):
             raise APIError(409, f"session {session.id} is already running a request", param="session_id")
         host, port = request.scope["server"][:2]
         # The client's constructor asks the endpoint for its models, synchronously: off the event loop that must
@@ -134,7 +142,7 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             stream_tokens=True,
         )
         session.messages = history
-        sessions.busy.add(session.id)
+        sessions.busy[session.id] = time.monotonic()
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -145,7 +153,7 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             except Exception as exc:  # a failure mid-stream becomes an error event, never a broken server
                 yield f"data: {json.dumps({'type': 'error', 'message': f'{type(exc).__name__}: {exc}'})}\n\n"
             finally:
-                sessions.busy.discard(session.id)
+                sessions.busy.pop(session.id, None)
             yield "data: [DONE]\n\n"
 
         headers = {"Cache-Control": "no-cache", "X-Session-Id": session.id}
