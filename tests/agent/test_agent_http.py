@@ -58,6 +58,9 @@ def base_url(tmp_path_factory) -> Iterator[str]:
     )
     with serve_support.live_server(app) as url:
         yield url.removesuffix("/v1")
+    # The server stopped its sessions' interpreter kernels on shutdown.
+    sessions = app.state.puyu_agent_sessions.live.values()
+    assert all(session.context.state.get("sandbox") is None for session in sessions)
 
 
 HEADERS = {"Authorization": "Bearer secret"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import tempfile
 import time
@@ -94,6 +95,17 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
     root = Path(workspace) if workspace is not None else Path(tempfile.mkdtemp(prefix="puyu-agent-"))
     sessions = _Sessions(root)
     clients: dict[tuple[str, str], Any] = {}
+    app.state.puyu_agent_sessions = sessions
+    serve_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(running_app: FastAPI) -> AsyncIterator[Any]:
+        async with serve_lifespan(running_app) as state:
+            yield state
+        for session in list(sessions.live.values()):  # stop the interpreter kernels with the server
+            session.close()
+
+    app.router.lifespan_context = lifespan
 
     @app.get("/v1/agent/tools")
     async def agent_tools() -> Response:
