@@ -36,7 +36,7 @@ def script(prompt: str) -> str | None:
         return FINAL_ANSWER_CALL if "Observation:" in prompt else "Let me compute." + CALCULATOR_CALL
     if "<|im_start|>environment" in prompt:
         return ANSWER
-    if "<|plugin|>\n[" in prompt:
+    if "<|plugin|>\n[" in prompt or "你可以使用如下工具" in prompt:  # the template's tools, or Lagent's plugin prompt
         return "Let me compute." + (PYTHON_CALL if "write a note" in prompt else CALCULATOR_CALL)
     return None
 
@@ -173,3 +173,21 @@ def test_session_leases(tmp_path, monkeypatch):
     assert sessions.is_busy("s")
     sessions.busy["s"] -= agent_routes.BUSY_LEASE_SECONDS + 1  # a client that vanished long ago
     assert not sessions.is_busy("s")
+
+
+def test_internlm2_text_protocol_through_the_completions_endpoint(base_url):
+    body = {
+        "messages": [{"role": "user", "content": "What is 6 * 7?"}],
+        "tools": ["calculator"],
+        "protocol": "internlm2",
+    }
+    events = [e for e in _events(base_url, body) if isinstance(e, str) or e["type"] != "token"]
+    assert [e if isinstance(e, str) else e["type"] for e in events] == [
+        "thought",
+        "tool_call",
+        "tool_result",
+        "answer",
+        "[DONE]",
+    ]
+    assert events[1]["arguments"] == {"expression": "6 * 7"} and events[2]["content"] == "42"
+    assert events[3]["content"] == ANSWER
