@@ -36,7 +36,7 @@ def script(prompt: str) -> str | None:
         return FINAL_ANSWER_CALL if "Observation:" in prompt else "Let me compute." + CALCULATOR_CALL
     if "<|im_start|>environment" in prompt:
         return ANSWER
-    if "<|plugin|>\n[" in prompt:
+    if "<|plugin|>\n[" in prompt or "你可以使用如下工具" in prompt:  # the template's tools, or Lagent's plugin prompt
         return "Let me compute." + (PYTHON_CALL if "write a note" in prompt else CALCULATOR_CALL)
     return None
 
@@ -58,6 +58,9 @@ def base_url(tmp_path_factory) -> Iterator[str]:
     )
     with serve_support.live_server(app) as url:
         yield url.removesuffix("/v1")
+    # The server stopped its sessions' interpreter kernels on shutdown.
+    sessions = app.state.puyu_agent_sessions.live.values()
+    assert all(session.context.state.get("sandbox") is None for session in sessions)
 
 
 HEADERS = {"Authorization": "Bearer secret"}
@@ -77,7 +80,10 @@ def _events(base_url: str, body: dict) -> list[dict | str]:
 
 def test_agent_streams_step_events(base_url):
     body = {"messages": [{"role": "user", "content": "What is 6 * 7?"}], "tools": ["calculator"], "protocol": "openai"}
-    events = _events(base_url, body)
+    streamed = _events(base_url, body)
+    tokens = "".join(e["content"] for e in streamed if isinstance(e, dict) and e["type"] == "token")
+    assert tokens == "Let me compute." + ANSWER  # the model's text as it streamed, tool markup held back
+    events = [e for e in streamed if not (isinstance(e, dict) and e["type"] == "token")]
     assert [e if isinstance(e, str) else e["type"] for e in events] == [
         "thought",
         "tool_call",
@@ -126,6 +132,7 @@ def test_bad_requests_fail_alone_with_openai_shaped_errors(base_url, body, param
     assert error["param"] == param or param in (error["param"] or "") or param in error["message"]
 
 
+@pytest.mark.filterwarnings("ignore:Function 'calculator' has decorators other than @tool")
 def test_smolagents_tool_calling_agent_round_trip(base_url):
     smolagents = pytest.importorskip("smolagents")
     from puyu.agent.calculator import calculate
@@ -154,3 +161,33 @@ def test_cli_agent_against_the_served_model(base_url, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["type"] for line in lines] == ["thought", "tool_call", "tool_result", "answer"]
     assert lines[-1] == {"type": "answer", "content": ANSWER}
+
+
+def test_session_leases(tmp_path, monkeypatch):
+    from puyu.serve import agent_routes
+
+    sessions = agent_routes._Sessions(tmp_path)
+    session = sessions.get("s")
+    assert sessions.get("s") is session and not sessions.is_busy("s")
+    sessions.busy["s"] = agent_routes.time.monotonic()
+    assert sessions.is_busy("s")
+    sessions.busy["s"] -= agent_routes.BUSY_LEASE_SECONDS + 1  # a client that vanished long ago
+    assert not sessions.is_busy("s")
+
+
+def test_internlm2_text_protocol_through_the_completions_endpoint(base_url):
+    body = {
+        "messages": [{"role": "user", "content": "What is 6 * 7?"}],
+        "tools": ["calculator"],
+        "protocol": "internlm2",
+    }
+    events = [e for e in _events(base_url, body) if isinstance(e, str) or e["type"] != "token"]
+    assert [e if isinstance(e, str) else e["type"] for e in events] == [
+        "thought",
+        "tool_call",
+        "tool_result",
+        "answer",
+        "[DONE]",
+    ]
+    assert events[1]["arguments"] == {"expression": "6 * 7"} and events[2]["content"] == "42"
+    assert events[3]["content"] == ANSWER

@@ -304,3 +304,10 @@ def test_auto_protocol_from_the_template():
     assert auto_protocol(Local(ChatTemplate.builtin("qwen2")), python) == "openai"
     assert auto_protocol(Local(ChatTemplate("custom", "{{ messages[0]['content'] }}", []))) == "react"
     assert isinstance(ThoughtEvent("x").to_dict(), dict)
+
+
+def test_token_events_stream_with_the_native_protocol(tmp_path):
+    model = ScriptedModel([ChatResult("Adding.", [_call("add", {"a": 1, "b": 2})]), ChatResult("It is 3.")])
+    events = list(Agent(model, [add], protocol="openai", workspace=tmp_path, stream_tokens=True).run("q"))
+    assert _types(events) == ["token", "thought", "tool_call", "tool_result", "token", "answer"]
+    assert events[0].content == "Adding." and events[-1].content == "It is 3."

@@ -15,12 +15,21 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from puyu.agent.events import AnswerEvent, ErrorEvent, Event, ThoughtEvent, ToolCallEvent, ToolResultEvent
+from puyu.agent.events import (
+    AnswerEvent,
+    ErrorEvent,
+    Event,
+    ThoughtEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from puyu.agent.protocols import AgentProtocol, make_protocol
 from puyu.agent.protocols.base import INTERPRETER_NAMES, REPAIR_PROMPT, Turn
+from puyu.agent.protocols.openai import OpenAIProtocol, turn_from_result
 from puyu.agent.session import Session
 from puyu.agent.tools import Tool, ToolLike, ToolResult, as_tools
-from puyu.client import ModelClient, ToolCall
+from puyu.client import ChatResult, ModelClient, ToolCall
 from puyu.generation.sampling import SamplingParams
 
 INTERPRETER_GRACE = 5.0
@@ -45,6 +54,7 @@ class Agent:
         workspace: the folder holding each session's workspace (default: ./agent-workspace).
         trace_dir: when set, each run writes `<trace_dir>/<session>-<run>.jsonl`.
         artifact_url: maps (session, file name) to the URL put in `tool_result` events.
+        stream_tokens: also yield `token` events as the model writes (native protocol only).
     """
 
     def __init__(
@@ -60,6 +70,7 @@ class Agent:
         workspace: str | os.PathLike[str] = "agent-workspace",
         trace_dir: str | os.PathLike[str] | None = None,
         artifact_url: Callable[[Session, str], str] = _default_artifact_url,
+        stream_tokens: bool = False,
     ) -> None:
         self.model = model
         self.tools: list[Tool] = as_tools(tools)
@@ -71,6 +82,7 @@ class Agent:
         self.workspace = Path(workspace)
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.artifact_url = artifact_url
+        self.stream_tokens = stream_tokens
 
     def new_session(self, session_id: str | None = None) -> Session:
         session = Session(self.workspace, session_id)
@@ -134,7 +146,16 @@ class Agent:
             answer_now = index == self.max_turns - 1
             started = time.monotonic()
             try:
-                turn = await self.protocol.astep(self.model, session.messages, self.tools, self.params, answer_now)
+                if self.stream_tokens and isinstance(self.protocol, OpenAIProtocol):
+                    deltas = []
+                    stream = self.protocol.astream(self.model, session.messages, self.tools, self.params, answer_now)
+                    async for delta in stream:
+                        deltas.append(delta)
+                        if delta.content:
+                            yield TokenEvent(delta.content)
+                    turn = turn_from_result(ChatResult.from_deltas(deltas))
+                else:
+                    turn = await self.protocol.astep(self.model, session.messages, self.tools, self.params, answer_now)
             except Exception as exc:  # the model or endpoint failed: report it, never crash the caller
                 yield ErrorEvent(f"model call failed: {type(exc).__name__}: {exc}")
                 return

@@ -7,6 +7,7 @@ call. See `isolation.py` for what each isolation level contains.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,17 @@ from puyu.agent.isolation import (
 from puyu.errors import PuyuError
 
 _KERNEL_SOURCE = (Path(__file__).parent / "kernel.py").read_text(encoding="utf-8")
+# Kernels still running at interpreter exit are stopped then, so their pids cgroups can be removed too (a kernel
+# would die with this process anyway, but its empty cgroup would stay behind).
+_LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for sandbox in list(_LIVE):
+        sandbox.close()
+
+
 _MAX_REPLY_BYTES = 4 * 1024 * 1024
 _MAX_SCANNED_FILES = 5000
 
@@ -144,6 +157,7 @@ class Sandbox:
             )
         except OSError as exc:
             raise PuyuError(f"cannot start the sandbox kernel: {exc}") from exc
+        _LIVE.add(self)
         ready = self._read_reply(time.monotonic() + 60)
         if ready is None or not ready.get("ready"):
             self._kill()

@@ -8,7 +8,9 @@ validated (and coerced) before the function runs. A parameter annotated `ToolCon
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import inspect
 import json
 import mimetypes
@@ -174,7 +176,8 @@ class Tool:
             if self.is_async:
                 value = await self.fn(**kwargs)
             else:
-                value = await asyncio.to_thread(self.fn, **kwargs)
+                call = functools.partial(self.fn, **kwargs)
+                value = await asyncio.get_running_loop().run_in_executor(_tool_threads(), call)
         except Exception as exc:
             return ToolResult(content=f"{type(exc).__name__}: {exc}", error=True)
         return to_result(value, context)
@@ -212,6 +215,13 @@ class SchemaTool(Tool):
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         return dict(arguments)
+
+
+@functools.cache
+def _tool_threads() -> concurrent.futures.ThreadPoolExecutor:
+    # One pool for the process: the sync driver makes an event loop per run, and a loop's own default executor
+    # would start fresh threads every time.
+    return concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="puyu-tool")
 
 
 def to_result(value: Any, context: ToolContext | None) -> ToolResult:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +25,7 @@ from puyu.serve.errors import APIError
 
 MAX_SESSIONS = 256
 MAX_TURNS_LIMIT = 20
+BUSY_LEASE_SECONDS = 900.0
 
 
 class AgentRequest(pydantic.BaseModel):
@@ -40,7 +43,13 @@ class _Sessions:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.live: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        self.busy: set[str] = set()
+        # session id -> when its request started; a lease older than BUSY_LEASE_SECONDS is stale (a client that
+        # went away before its stream started never runs the stream's cleanup).
+        self.busy: dict[str, float] = {}
+
+    def is_busy(self, session_id: str) -> bool:
+        started = self.busy.get(session_id)
+        return started is not None and time.monotonic() - started < BUSY_LEASE_SECONDS
 
     def get(self, session_id: str | None):
         from puyu.agent.session import Session
@@ -52,7 +61,7 @@ class _Sessions:
         self.live[session.id] = session
         while len(self.live) > MAX_SESSIONS:
             oldest_id, oldest = next(iter(self.live.items()))
-            if oldest_id in self.busy:
+            if self.is_busy(oldest_id):
                 break
             self.live.popitem(last=False)
             oldest.close()
@@ -86,6 +95,17 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
     root = Path(workspace) if workspace is not None else Path(tempfile.mkdtemp(prefix="puyu-agent-"))
     sessions = _Sessions(root)
     clients: dict[tuple[str, str], Any] = {}
+    app.state.puyu_agent_sessions = sessions
+    serve_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(running_app: FastAPI) -> AsyncIterator[Any]:
+        async with serve_lifespan(running_app) as state:
+            yield state
+        for session in list(sessions.live.values()):  # stop the interpreter kernels with the server
+            session.close()
+
+    app.router.lifespan_context = lifespan
 
     @app.get("/v1/agent/tools")
     async def agent_tools() -> Response:
@@ -107,7 +127,7 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             session = sessions.get(body.session_id)
         except PuyuError as exc:
             raise APIError(400, str(exc), param="session_id") from None
-        if session.id in sessions.busy:
+        if sessions.is_busy(session.id):
             raise APIError(409, f"session {session.id} is already running a request", param="session_id")
         host, port = request.scope["server"][:2]
         # The client's constructor asks the endpoint for its models, synchronously: off the event loop that must
@@ -131,9 +151,10 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             max_turns=body.max_turns,
             workspace=root,
             artifact_url=artifact_url,
+            stream_tokens=True,
         )
         session.messages = history
-        sessions.busy.add(session.id)
+        sessions.busy[session.id] = time.monotonic()
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -144,7 +165,7 @@ def mount_agent(app: FastAPI, tool_names: list[str], workspace: str | Path | Non
             except Exception as exc:  # a failure mid-stream becomes an error event, never a broken server
                 yield f"data: {json.dumps({'type': 'error', 'message': f'{type(exc).__name__}: {exc}'})}\n\n"
             finally:
-                sessions.busy.discard(session.id)
+                sessions.busy.pop(session.id, None)
             yield "data: [DONE]\n\n"
 
         headers = {"Cache-Control": "no-cache", "X-Session-Id": session.id}

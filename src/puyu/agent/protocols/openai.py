@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from puyu.agent.protocols.base import ANSWER_NOW_PROMPT, AgentProtocol, Turn
 from puyu.agent.tools import Tool
-from puyu.client import ChatResult, ModelClient
+from puyu.client import ChatDelta, ChatResult, ModelClient
 from puyu.generation.sampling import SamplingParams
 
 _OPENAI_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
@@ -15,7 +17,7 @@ def openai_messages(messages: list[dict]) -> list[dict]:
     return [{key: m[key] for key in _OPENAI_KEYS if key in m} for m in messages]
 
 
-def _turn(result: ChatResult) -> Turn:
+def turn_from_result(result: ChatResult) -> Turn:
     malformed = [call.name for call in result.tool_calls if isinstance(call.arguments, str)]
     error = f"arguments of {', '.join(malformed)} are not a JSON object" if malformed else None
     return Turn(
@@ -43,10 +45,18 @@ class OpenAIProtocol(AgentProtocol):
         self, model: ModelClient, messages: list[dict], tools: list[Tool], params: SamplingParams, answer_now: bool
     ) -> Turn:
         request, specs = self._request(messages, tools, answer_now)
-        return _turn(model.complete_chat(request, params, tools=specs))
+        return turn_from_result(model.complete_chat(request, params, tools=specs))
 
     async def astep(
         self, model: ModelClient, messages: list[dict], tools: list[Tool], params: SamplingParams, answer_now: bool
     ) -> Turn:
         request, specs = self._request(messages, tools, answer_now)
-        return _turn(await model.acomplete_chat(request, params, tools=specs))
+        return turn_from_result(await model.acomplete_chat(request, params, tools=specs))
+
+    async def astream(
+        self, model: ModelClient, messages: list[dict], tools: list[Tool], params: SamplingParams, answer_now: bool
+    ) -> AsyncIterator[ChatDelta]:
+        """The turn's deltas as the model writes them (the last carries the calls)."""
+        request, specs = self._request(messages, tools, answer_now)
+        async for delta in model.astream_chat(request, params, tools=specs):
+            yield delta
