@@ -286,6 +286,7 @@ async function loadModels() {
     state.models = [];
     banner(error.status === 401 ? `${error.message}` : `Could not list the models: ${error.message}`);
     if (error.status === 401 && !$("settings").open) openSettings();
+    if (error.status === 503) setTimeout(loadModels, 2000); // the model is still loading
   }
   const picker = $("model");
   const previous = state.conversation?.model || picker.value;
