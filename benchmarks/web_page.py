@@ -15,12 +15,14 @@ LaTeX (so that KaTeX's fonts load), split into puyu's own files and the vendored
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [
@@ -80,7 +82,7 @@ import('/web/markdown.js').then((m) => {
   box.innerHTML = m.renderMarkdown('$$\\\\int_0^1 x\\\\,dx = \\\\frac{1}{2}$$ and `code`');
   document.body.append(box);
   setTimeout(() => done(performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
-    .map((e) => ({name: e.name, bytes: e.decodedBodySize}))), 1500);
+    .map((e) => ({name: e.name}))), 1500);
 });
 """
 
@@ -140,9 +142,19 @@ def main() -> None:
         open_page(browser, base + "/")
         loaded = browser.execute_async_script(WEIGHT)
 
-    loaded = [e for e in loaded if "/v1/" not in e["name"]]  # the page's files, not its API calls
-    own = sum(e["bytes"] for e in loaded if "/web/vendor/" not in e["name"])
-    vendored = sum(e["bytes"] for e in loaded if "/web/vendor/" in e["name"])
+    # the page's files (not its API calls), sized from disk: a cached reload reports no body size
+    files = sorted(
+        {
+            STATIC_DIR / "index.html" if path == "/" else STATIC_DIR / path.removeprefix("/web/")
+            for path in (urlsplit(e["name"]).path for e in loaded)
+            if path == "/" or path.startswith("/web/")
+        }
+    )
+    own_files = [f for f in files if "vendor" not in f.parts]
+    vendor_files = [f for f in files if "vendor" in f.parts]
+    own = sum(f.stat().st_size for f in own_files)
+    vendored = sum(f.stat().st_size for f in vendor_files)
+    gzipped = {f: len(gzip.compress(f.read_bytes())) for f in files}
     disk_own = sum(p.stat().st_size for p in STATIC_DIR.rglob("*") if p.is_file() and "vendor" not in p.parts)
     disk_vendor = sum(p.stat().st_size for p in (STATIC_DIR / "vendor").rglob("*") if p.is_file())
     result = {
@@ -159,7 +171,10 @@ def main() -> None:
             "loaded_own": own / 1024,
             "loaded_vendored": vendored / 1024,
             "loaded_total": (own + vendored) / 1024,
-            "files": len(loaded),
+            "files": len(files),
+            "gzip_own": sum(gzipped[f] for f in own_files) / 1024,
+            "gzip_vendored": sum(gzipped[f] for f in vendor_files) / 1024,
+            "loaded_files": [str(f.relative_to(STATIC_DIR)) for f in files],
             "disk_own": disk_own / 1024,
             "disk_vendored": disk_vendor / 1024,
         },
@@ -178,7 +193,8 @@ def main() -> None:
     w = result["weight_kb"]
     print(
         f"page weight: {w['loaded_total']:.0f} KB loaded ({w['loaded_own']:.0f} KB puyu's own, "
-        f"{w['loaded_vendored']:.0f} KB vendored)"
+        f"{w['loaded_vendored']:.0f} KB vendored); gzipped {w['gzip_own'] + w['gzip_vendored']:.0f} KB "
+        f"({w['gzip_own']:.0f} + {w['gzip_vendored']:.0f})"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

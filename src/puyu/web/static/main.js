@@ -70,7 +70,7 @@ function messageView(message, index) {
       requestAnimationFrame(() => box.focus());
     } else {
       body.append(h("div", { class: "content plain" }, message.content));
-      body.append(h("div", { class: "actions" }, h("button", { type: "button", class: "edit", disabled: state.controller ? true : undefined, onclick: () => edit(index) }, "Edit")));
+      body.append(h("div", { class: "actions" }, h("button", { type: "button", class: "edit", onclick: () => edit(index) }, "Edit")));
     }
   } else {
     (MODES[message.kind ?? (message.columns ? "compare" : "chat")] ?? chatMode).render(message, body);
@@ -95,6 +95,17 @@ function renderConversation() {
     return;
   }
   conversation.messages.forEach((message, index) => list.append(messageView(message, index)));
+  list.scrollTop = list.scrollHeight;
+}
+
+/** Redraw only the messages from `from` on (the earlier ones, their markdown and LaTeX, stay as drawn). */
+function renderTail(from) {
+  const conversation = state.conversation;
+  const list = $("messages");
+  const drawn = [...list.querySelectorAll(":scope > .message")];
+  if (!conversation?.messages.length || drawn.length < from || list.querySelector(":scope > .empty")) return renderConversation();
+  for (const view of drawn.slice(from)) view.remove();
+  conversation.messages.slice(from).forEach((message, offset) => list.append(messageView(message, from + offset)));
   list.scrollTop = list.scrollHeight;
 }
 
@@ -208,13 +219,13 @@ async function reply() {
   // the request goes out first (fetch starts before run's first await); saving and drawing overlap with it
   const running = mode.run(conversation, message, controller.signal, throttled(() => rerender(message)), options);
   setBusy(true);
-  renderConversation();
-  // storing (and listing a new conversation) waits for an idle moment, not to delay reading the first token
-  (window.requestIdleCallback ?? setTimeout)(() => {
+  renderTail(Math.max(0, conversation.messages.length - 3)); // the new turn and the reply before it
+  // storing (and listing a new conversation) waits a moment: it must not compete with the first token
+  setTimeout(() => {
     const listed = store.getConversation(conversation.id);
     store.saveConversation(conversation);
     if (!listed || listed.title !== conversation.title) renderList();
-  }, { timeout: 300 });
+  }, 250);
   try {
     await running;
     message.state = "done";
@@ -228,7 +239,7 @@ async function reply() {
     state.controller = null;
     setBusy(false);
     store.saveConversation(conversation);
-    renderConversation();
+    rerender(message);
     renderList();
   }
 }
@@ -275,6 +286,7 @@ async function loadModels() {
     state.models = [];
     banner(error.status === 401 ? `${error.message}` : `Could not list the models: ${error.message}`);
     if (error.status === 401 && !$("settings").open) openSettings();
+    if (error.status === 503) setTimeout(loadModels, 2000); // the model is still loading
   }
   const picker = $("model");
   const previous = state.conversation?.model || picker.value;
