@@ -85,11 +85,11 @@ class DeepSearch:
                 while turn_tasks and not all(t.done() for t in turn_tasks):
                     getter = asyncio.ensure_future(queue.get())
                     try:
-                        done, _ = await asyncio.wait({getter, *turn_tasks}, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait({getter, *turn_tasks}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         if not getter.done():
                             getter.cancel()
-                    if getter in done:
+                    if not getter.cancelled():  # an event that came with the last task's end is kept
                         yield getter.result()
                 while not queue.empty():
                     yield queue.get_nowait()
