@@ -87,9 +87,10 @@ class DeepSearch:
                     try:
                         await asyncio.wait({getter, *turn_tasks}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
-                        if not getter.done():
-                            getter.cancel()
-                    if not getter.cancelled():  # an event that came with the last task's end is kept
+                        got = getter.done()
+                        if not got:
+                            getter.cancel()  # a cancelled get leaves its item in the queue (drained below)
+                    if got:
                         yield getter.result()
                 while not queue.empty():
                     yield queue.get_nowait()
