@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -59,7 +60,12 @@ async def ask(mode: str, client: Any, backend: Any, question: str, args: argpars
         reply, read = await one_shot(client, backend, question, args.k)
     else:
         config = SearchConfig(
-            max_nodes=args.max_nodes, max_turns=3, concurrency=4, searcher=SearcherConfig(queries=0, pages=3)
+            max_nodes=args.max_nodes,
+            max_turns=3,
+            concurrency=4,
+            plan_tokens=256,
+            answer_tokens=96,
+            searcher=SearcherConfig(queries=0, pages=3, max_tokens=96),
         )
         events = await collect(DeepSearch(client, backend, config), question)
         final = next((e for e in events if isinstance(e, Answer)), None)
@@ -94,6 +100,7 @@ def main() -> None:
         for q in questions:
             result = asyncio.run(ask(mode, client, backend, q.question, args))
             rows.append({"mode": mode, **q.to_dict(), **result, "correct": is_correct(result["reply"], q.answer)})
+            print(f"{mode} {q.hops}-hop {rows[-1]['correct']} {result['seconds']:.1f}s", file=sys.stderr, flush=True)
 
     print(json.dumps(machine_info([]) | {"model": args.model, "count": args.count}))
     print("| mode | hops | accuracy | nodes | chunks read | seconds per question |")
