@@ -8,8 +8,10 @@ Markers naming a source the writer was never shown are dropped, never passed on.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from puyu.search.backends.base import SearchResult
 from puyu.search.events import Reference
@@ -73,6 +75,19 @@ class MarkerStream:
     def flush(self) -> str:
         text, self._held = self._held, ""
         return renumber(text, self.mapping)
+
+
+async def renumbered_reply(client: Any, messages: list[dict], params: Any, markers: MarkerStream) -> AsyncIterator[str]:
+    """The model's streamed reply, its markers renumbered by `markers`, in pieces as they become safe to show."""
+    # aclosing: a cancelled caller closes the model stream at once (the request is aborted, not left running).
+    async with contextlib.aclosing(client.astream_chat(messages, params)) as deltas:
+        async for delta in deltas:
+            text = markers.feed(delta.content)
+            if text:
+                yield text
+    rest = markers.flush()
+    if rest:
+        yield rest
 
 
 class FinalCitations(MarkerStream):

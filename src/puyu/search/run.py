@@ -8,7 +8,6 @@ and their model requests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from puyu.errors import one_line
 from puyu.generation.sampling import SamplingParams
 from puyu.search import prompts
 from puyu.search.backends.base import SearchBackend
+from puyu.search.citations import renumbered_reply
 from puyu.search.events import Answer, Error, NodeDone, NodeEvent, References, SearchEvent, Token
 from puyu.search.graph import Node, PlanGraph
 from puyu.search.planner import Planner
@@ -84,11 +84,14 @@ class DeepSearch:
                 turn_tasks = [tasks[n.id] for n in attempt.turn.nodes]
                 while turn_tasks and not all(t.done() for t in turn_tasks):
                     getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, *turn_tasks}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter in done:
+                    try:
+                        await asyncio.wait({getter, *turn_tasks}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        got = getter.done()
+                        if not got:
+                            getter.cancel()  # a cancelled get leaves its item in the queue (drained below)
+                    if got:
                         yield getter.result()
-                    else:
-                        getter.cancel()
                 while not queue.empty():
                     yield queue.get_nowait()
                 for task in turn_tasks:
@@ -152,18 +155,11 @@ class DeepSearch:
             {"role": "user", "content": prompts.FINAL_USER.format(question=question, answers=answers)},
         ]
         final = sources.citations.final()
-        pieces: list[str] = []
         params = SamplingParams(max_tokens=self.config.answer_tokens, temperature=0)
-        async with contextlib.aclosing(self.client.astream_chat(messages, params)) as deltas:
-            async for delta in deltas:
-                text = final.feed(delta.content)
-                if text:
-                    pieces.append(text)
-                    yield Token(text)
-        rest = final.flush()
-        if rest:
-            pieces.append(rest)
-            yield Token(rest)
+        pieces: list[str] = []
+        async for text in renumbered_reply(self.client, messages, params, final):
+            pieces.append(text)
+            yield Token(text)
         yield References(final.references())
         yield Answer(
             "".join(pieces),

@@ -7,7 +7,6 @@ is sent once, a page two nodes pick is read once, and both cite it with the same
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from puyu.client import ModelClient
 from puyu.generation.sampling import SamplingParams
 from puyu.search import prompts
 from puyu.search.backends.base import BackendError, SearchBackend, SearchResult
-from puyu.search.citations import Citations, MarkerStream
+from puyu.search.citations import Citations, MarkerStream, renumbered_reply
 from puyu.search.events import NodeToken, SearchEvent
 from puyu.search.graph import Node
 
@@ -193,18 +192,10 @@ class Searcher:
                 ),
             },
         ]
-        stream = MarkerStream(self.sources.citations.local(shown))
-        pieces: list[str] = []
+        markers = MarkerStream(self.sources.citations.local(shown))
         params = SamplingParams(max_tokens=self.config.max_tokens, temperature=0)
-        # aclosing: a cancelled node closes its model stream at once (the request is aborted, not left running).
-        async with contextlib.aclosing(self.client.astream_chat(messages, params)) as deltas:
-            async for delta in deltas:
-                text = stream.feed(delta.content)
-                if text:
-                    pieces.append(text)
-                    self.emit(NodeToken(node.id, text))
-        rest = stream.flush()
-        if rest:
-            pieces.append(rest)
-            self.emit(NodeToken(node.id, rest))
+        pieces: list[str] = []
+        async for text in renumbered_reply(self.client, messages, params, markers):
+            pieces.append(text)
+            self.emit(NodeToken(node.id, text))
         return "".join(pieces).strip()

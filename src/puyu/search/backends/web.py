@@ -95,46 +95,46 @@ class SearXNGBackend(_HTTPBackend):
         return _results(items, "title", "url", "content", k, "searxng")
 
 
-class BraveBackend(_HTTPBackend):
+class _KeyedBackend(_HTTPBackend):
+    """A search API with a key: where its results sit in the reply and what their fields are called."""
+
+    endpoint = ""
+    key_env = ""
+    key_header = ""
+    results_path: tuple[str, ...] = ()
+    title_field, snippet_field = "title", "snippet"
+
+    def __init__(self, api_key: str | None = None, timeout: float = 15.0) -> None:
+        super().__init__(timeout)
+        self.api_key = api_key or os.environ.get(self.key_env) or os.environ.get("WEB_SEARCH_API_KEY")
+        if not self.api_key:
+            raise BackendError(f"{self.name}: set {self.key_env} (or WEB_SEARCH_API_KEY)")
+
+    async def search(self, query: str, k: int) -> list[SearchResult]:
+        reply = await self.get_json(self.endpoint, {"q": query, "count": k}, {self.key_header: self.api_key or ""})
+        for key in self.results_path:
+            reply = reply.get(key) if isinstance(reply, dict) else None
+        return _results(reply, self.title_field, "url", self.snippet_field, k, self.name)
+
+
+class BraveBackend(_KeyedBackend):
     """Brave Search API (key in `BRAVE_API_KEY` or `WEB_SEARCH_API_KEY`)."""
 
     name = "brave"
     endpoint = "https://api.search.brave.com/res/v1/web/search"
-
-    def __init__(self, api_key: str | None = None, timeout: float = 15.0) -> None:
-        super().__init__(timeout)
-        self.api_key = api_key or os.environ.get("BRAVE_API_KEY") or os.environ.get("WEB_SEARCH_API_KEY")
-        if not self.api_key:
-            raise BackendError("brave: set BRAVE_API_KEY (or WEB_SEARCH_API_KEY)")
-
-    async def search(self, query: str, k: int) -> list[SearchResult]:
-        reply = await self.get_json(
-            self.endpoint, {"q": query, "count": k}, {"X-Subscription-Token": self.api_key or ""}
-        )
-        web = reply.get("web") if isinstance(reply, dict) else None
-        return _results(
-            web.get("results") if isinstance(web, dict) else None, "title", "url", "description", k, "brave"
-        )
+    key_env, key_header = "BRAVE_API_KEY", "X-Subscription-Token"
+    results_path = ("web", "results")
+    snippet_field = "description"
 
 
-class BingBackend(_HTTPBackend):
+class BingBackend(_KeyedBackend):
     """Bing Web Search API v7 (key in `BING_API_KEY` or `WEB_SEARCH_API_KEY`)."""
 
     name = "bing"
     endpoint = "https://api.bing.microsoft.com/v7.0/search"
-
-    def __init__(self, api_key: str | None = None, timeout: float = 15.0) -> None:
-        super().__init__(timeout)
-        self.api_key = api_key or os.environ.get("BING_API_KEY") or os.environ.get("WEB_SEARCH_API_KEY")
-        if not self.api_key:
-            raise BackendError("bing: set BING_API_KEY (or WEB_SEARCH_API_KEY)")
-
-    async def search(self, query: str, k: int) -> list[SearchResult]:
-        reply = await self.get_json(
-            self.endpoint, {"q": query, "count": k}, {"Ocp-Apim-Subscription-Key": self.api_key or ""}
-        )
-        pages = reply.get("webPages") if isinstance(reply, dict) else None
-        return _results(pages.get("value") if isinstance(pages, dict) else None, "name", "url", "snippet", k, "bing")
+    key_env, key_header = "BING_API_KEY", "Ocp-Apim-Subscription-Key"
+    results_path = ("webPages", "value")
+    title_field = "name"
 
 
 class DuckDuckGoBackend(_HTTPBackend):
