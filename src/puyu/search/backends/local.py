@@ -44,16 +44,42 @@ def register_kb_opener(opener: Callable[[str], KnowledgeBase | None]) -> None:
     _OPENERS.insert(0, opener)
 
 
+class BuiltKnowledgeBase:
+    """A knowledge base built by `puyu kb build`, searched with its own hybrid retrieval (BM25, plus dense vectors
+    when it has an embedder)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from puyu.kb.retrieval import KnowledgeBase as Built
+
+        self.kb = Built.open(path)
+
+    def retrieve(self, query: str, k: int) -> list[KBChunk]:
+        hits = self.kb.search(query, k)
+        return [
+            KBChunk(h.chunk.source, h.chunk.start, h.chunk.end, h.chunk.text, h.chunk.heading or None) for h in hits
+        ]
+
+
 def open_knowledge_base(path: str) -> KnowledgeBase:
-    """The knowledge base at `path`: through a registered opener, else a folder of .txt/.md files (BM25)."""
+    """The knowledge base at `path`: through a registered opener, a `puyu kb build` folder, else a folder of
+    .txt/.md files (BM25)."""
     for opener in _OPENERS:
         kb = opener(path)
         if kb is not None:
             return kb
     folder = Path(path)
+    if _is_built(folder):
+        return BuiltKnowledgeBase(folder)
     if folder.is_dir():
         return FolderKB(folder)
     raise PuyuError(f"local:{path}: not a knowledge base (no opener knows it, and it is not a folder)")
+
+
+def _is_built(folder: Path) -> bool:
+    """Whether `folder` is a knowledge base written by `puyu kb build` (it has a current version)."""
+    from puyu.kb.store import current_version
+
+    return folder.is_dir() and current_version(folder) is not None
 
 
 class LocalBackend:
