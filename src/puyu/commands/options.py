@@ -41,7 +41,7 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="HF model folder (config.json, *.safetensors, tokenizer files)")
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu or cuda")
     parser.add_argument(
         "--template",
         default=None,
