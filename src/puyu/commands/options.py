@@ -63,10 +63,11 @@ def split_template_markers(generator) -> list[str]:
     return [marker for marker in markers if marker not in added and generator.tokenizer.token_to_id(marker) is None]
 
 
-def warn_split_markers(generator, template: str | None, stream: TextIO = sys.stderr) -> None:
-    """Warn when a template named with --template does not fit the folder's tokenizer."""
+def warn_split_markers(generator, template: str | None, stream: TextIO | None = None) -> None:
+    """Warn (on stderr by default) when a template named with --template does not fit the folder's tokenizer."""
     if template is None:
         return
+    stream = stream or sys.stderr
     split = split_template_markers(generator)
     if split:
         stream.write(
