@@ -108,6 +108,9 @@ def test_tiny_chain_caches_and_reruns_downstream(tmp_path: Path) -> None:
         assert all(f"| {name} |" in report for name in records if name != "report")
         assert "## Goals" in report and "| correct calculator calls ≥ 80% |" in report
         assert (tmp_path / "stages").glob("report-*/loss.png") and (tmp_path / "model").resolve().is_dir()
+        assert all((tmp_path / name).resolve().is_dir() for name in ("base-model", "int8-model"))
+        assert f".venv/bin/puyu chat {tmp_path / 'model'} --temperature 0" in report
+        assert "(not expected at --size tiny)" in report or "| yes |" in report
 
 
 def test_cli_rejects_unknown_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

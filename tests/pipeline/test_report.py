@@ -37,3 +37,21 @@ def test_goals_report_misses() -> None:
         goal: ok for goal, _, ok in goal_rows(_records(sft_qa=0.0, int8_qa=10.0, calls=43.3, seconds=1000.0, sums=20.0))
     }
     assert [ok for goal, ok in met.items() if not goal.startswith("peak")] == [False] * 4
+
+
+def test_report_names_models_next_commands_and_explains_misses(tmp_path) -> None:
+    from puyu.pipeline.report import write_report
+
+    for name in ("base-model", "model", "int8-model"):
+        (tmp_path / name).mkdir()
+    records = _records(sft_qa=0.0, int8_qa=10.0, calls=43.3, seconds=1000.0, sums=20.0)
+    records["pretrain"].figures = {"steps": 12, "settings": {"lr": 0.001}}
+    records["pretrain"].outputs = {"run": str(tmp_path / "no-run")}
+    report = write_report(tmp_path, records, tmp_path / "charts").read_text()
+    assert f"| `{tmp_path / 'int8-model'}` | SFT, int8 |" in report
+    assert f".venv/bin/puyu chat {tmp_path / 'model'} --temperature 0" in report
+    assert "- missed *whole run ≤ 15 min*:" in report and "- missed *SFT − base" in report
+    assert "| steps | 12 |" in report and "lr" not in report  # nested settings stay out of the tables
+
+    tiny = write_report(tmp_path, records, tmp_path / "charts", size="tiny").read_text()
+    assert "| no (not expected at --size tiny) |" in tiny and "- missed *SFT − base" not in tiny

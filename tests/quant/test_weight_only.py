@@ -93,7 +93,7 @@ def test_int4_rejects_bad_group_sizes():
     with pytest.raises(PuyuError, match="multiple of 32"):
         quantize_int4(torch.randn(4, 64), 48)
     with pytest.raises(PuyuError, match="not a multiple of 128"):
-        Int4Linear(96, 8, group_size=128)
+        quantize_int4(torch.randn(4, 96), 128)
 
 
 # ---- modules against fp32 -------------------------------------------------------------------------

@@ -134,10 +134,14 @@ def run_presets(args: argparse.Namespace) -> int:
 def describe_quantization(config) -> str:
     """One line: method, group size, AWQ search, the weights kept in full precision, and the output head."""
     from puyu.quant.loading import QuantSpec
+    from puyu.quant.quantize import ungroupable_linears
 
     spec = QuantSpec.from_config(config.extra["quantization_config"])
     if spec.method == "int4":
         method = f"int4 weight-only, group size {spec.group_size} (AWQ-format tensors)"
+        padded = [name for name in ungroupable_linears(config, spec.group_size) if name not in spec.skip]
+        if padded:
+            method += f", last group padded in {', '.join(padded)}"
     else:
         method = "int8 weight-only, one scale per output channel"
     search = "AWQ scale search" if spec.awq else "no AWQ scale search"

@@ -41,7 +41,7 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="HF model folder (config.json, *.safetensors, tokenizer files)")
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu or cuda")
     parser.add_argument(
         "--template",
         default=None,
@@ -63,10 +63,11 @@ def split_template_markers(generator) -> list[str]:
     return [marker for marker in markers if marker not in added and generator.tokenizer.token_to_id(marker) is None]
 
 
-def warn_split_markers(generator, template: str | None, stream: TextIO = sys.stderr) -> None:
-    """Warn when a template named with --template does not fit the folder's tokenizer."""
+def warn_split_markers(generator, template: str | None, stream: TextIO | None = None) -> None:
+    """Warn (on stderr by default) when a template named with --template does not fit the folder's tokenizer."""
     if template is None:
         return
+    stream = stream or sys.stderr
     split = split_template_markers(generator)
     if split:
         stream.write(

@@ -17,9 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from puyu.train.plot import plot_run
+    from puyu.train.plot import count_train_points, plot_run
 
     written = plot_run(args.run_dir, args.out)
+    points = count_train_points(args.run_dir)
+    if written and points < 2:
+        print(
+            f"{args.run_dir}: only {points} logged training step{'s' if points != 1 else ''}, drawn as a marker; "
+            "log more often (log_every=N) or train longer for a curve"
+        )
     if not written:
         print(f"{args.run_dir}: no loss, learning-rate or throughput metrics to plot")
     for path in written:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     if "report" in records:
         print(f"Report:  {out / 'report.md'}")
-    if "merge" in records:
-        print(f"Next:    puyu chat {out / 'model'}")
-        print(f"         puyu serve {out / 'model'}")
+    if "merge" in records:  # greedy: the settings the evaluation scored
+        print(f"Next:    .venv/bin/puyu chat {out / 'model'} --temperature 0")
+        print(f"         .venv/bin/puyu serve {out / 'model'}")
     return 0

@@ -169,10 +169,9 @@ class AsyncLLMEngine:
             if stream is None or params is None:  # aborted before it reached the engine
                 continue
             try:
-                if adapter is not None:
-                    self.engine.add_request(request_id, prompt, params, adapter=adapter)
-                else:  # engines wrapped by tests and tools may take the plain signature
-                    self.engine.add_request(request_id, prompt, params)
+                # Only adapter requests pass the argument: engines without adapters keep their old signature.
+                extra = {"adapter": adapter} if adapter is not None else {}
+                self.engine.add_request(request_id, prompt, params, **extra)
             except Exception as exc:  # e.g. an id reused before the previous request left the engine
                 self._streams.pop(request_id, None)
                 stream.put(exc)

@@ -6,6 +6,7 @@ the method (full, lora, qlora, dpo), the data kind and its tokenization, and the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +16,10 @@ from puyu.finetune.lora import LoraConfig
 from puyu.train.config import DataSection, DataSource, ModelSection, TrainConfig
 from puyu.train.optimizer import OptimizerConfig
 from puyu.train.schedule import ScheduleConfig
+
+# Sized for runs of hundreds of steps; `to_train_config` scales them down for shorter runs.
+DEFAULT_WARMUP_STEPS = 10
+DEFAULT_LOG_EVERY = 10
 
 Method = Literal["full", "lora", "qlora", "dpo", "orpo", "rm", "grpo", "rloo"]
 PREFERENCE_METHODS = ("dpo", "orpo", "rm")
@@ -140,7 +145,9 @@ class FinetuneConfig:
     rl: RLSection = field(default_factory=RLSection)
     freeze_embeddings: bool = False
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=2e-4, weight_decay=0.0))
-    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="cosine", warmup_steps=10))
+    schedule: ScheduleConfig = field(
+        default_factory=lambda: ScheduleConfig(kind="cosine", warmup_steps=DEFAULT_WARMUP_STEPS)
+    )
     max_steps: int = 100
     micro_batch_size: int = 4
     grad_accum: int = 1
@@ -149,7 +156,7 @@ class FinetuneConfig:
     device: str = "auto"
     activation_checkpointing: bool = False
     seed: int = 0
-    log_every: int = 10
+    log_every: int = DEFAULT_LOG_EVERY
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     tensorboard: bool = False
@@ -200,13 +207,23 @@ class FinetuneConfig:
         return self.trains in ("lora", "qlora")
 
     def to_train_config(self) -> TrainConfig:
-        """The loop's settings for this run (no validation split; sample generation replaces it)."""
+        """The loop's settings for this run (no validation split; sample generation replaces it).
+
+        The default warmup and logging cadence are sized for runs of hundreds of steps; a shorter run gets
+        at most a tenth of its steps of warmup and about ten log lines.
+        """
+        schedule, log_every = self.schedule, self.log_every
+        short = max(1, self.max_steps // 10)
+        if schedule.warmup_steps == DEFAULT_WARMUP_STEPS and self.max_steps < 10 * DEFAULT_WARMUP_STEPS:
+            schedule = dataclasses.replace(schedule, warmup_steps=min(DEFAULT_WARMUP_STEPS, short))
+        if log_every == DEFAULT_LOG_EVERY and self.max_steps < 10 * DEFAULT_LOG_EVERY:
+            log_every = min(DEFAULT_LOG_EVERY, short)
         return TrainConfig(
             run_dir=self.run_dir,
             model=ModelSection(init_from=self.model),
             data=DataSection(train=[DataSource(path=p) for p in self.data.paths], seq_len=self.data.seq_len),
             optimizer=self.optimizer,
-            schedule=self.schedule,
+            schedule=schedule,
             max_steps=self.max_steps,
             micro_batch_size=self.micro_batch_size,
             grad_accum=self.grad_accum,
@@ -215,7 +232,7 @@ class FinetuneConfig:
             device=self.device,
             activation_checkpointing=self.activation_checkpointing,
             seed=self.seed,
-            log_every=self.log_every,
+            log_every=log_every,
             eval_every=0,
             checkpoint_every=self.checkpoint_every,
             keep_checkpoints=self.keep_checkpoints,

@@ -58,7 +58,9 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def parse_device(device: str | torch.device) -> torch.device:
-    """A torch device that exists on this machine."""
+    """A torch device that exists on this machine; "auto" is CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         parsed = torch.device(device)
     except RuntimeError:

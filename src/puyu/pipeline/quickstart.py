@@ -458,7 +458,8 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
         return lambda ctx: fn(config, ctx)
 
     def report(ctx: StageContext) -> tuple[dict[str, Path], dict[str, Any]]:
-        path = write_report(Path(root), ctx.upstream, ctx.dir)
+        link_models(Path(root), ctx.upstream)
+        path = write_report(Path(root), ctx.upstream, ctx.dir, size=config.size)
         return {"report": path}, {}
 
     stages = [
@@ -527,6 +528,10 @@ def build_pipeline(root: str | Path, config: QuickstartConfig, *, echo: Any = pr
     return Pipeline(root, stages, version=VERSION, echo=echo)
 
 
+# The run root's names for its model folders: name -> (stage, output).
+MODEL_LINKS = {"base-model": ("pretrain", "model"), "model": ("merge", "model"), "int8-model": ("quantize", "model")}
+
+
 def run_quickstart(
     out: str | Path,
     config: QuickstartConfig,
@@ -546,8 +551,14 @@ def run_quickstart(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     pipeline = build_pipeline(out, config, echo=echo)
     records = pipeline.run(from_stage=from_stage, until=until)
-    _link(Path(out), "model", records.get("merge"), "model")
+    link_models(Path(out), records)
     return records
+
+
+def link_models(root: Path, records: dict[str, Any]) -> None:
+    """Readable names for the model folders in the run's root (see `MODEL_LINKS`)."""
+    for name, (stage, output) in MODEL_LINKS.items():
+        _link(root, name, records.get(stage), output)
 
 
 def _link(root: Path, name: str, record: Any, output: str) -> None:

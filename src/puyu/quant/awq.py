@@ -22,7 +22,7 @@ from tqdm import tqdm
 from puyu.errors import PuyuError
 from puyu.model.decoder import CausalLM, DecoderLayer
 from puyu.quant.loading import QuantSpec
-from puyu.quant.weight_only import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8
+from puyu.quant.weight_only import dequantize_int4, dequantize_int8, int4_round_trip, quantize_int4, quantize_int8
 from puyu.tokenizer import Tokenizer
 
 GRID = 20
@@ -38,7 +38,7 @@ def fake_quantizer(spec: QuantSpec) -> FakeQuant:
     """weight → dequantize(quantize(weight)) under `spec` (the error the search minimises)."""
     if spec.method == "int8":
         return lambda w: dequantize_int8(*quantize_int8(w))
-    return lambda w: dequantize_int4(*quantize_int4(w, spec.group_size))
+    return lambda w: int4_round_trip(w, spec.group_size)
 
 
 def calibration_batches(tokenizer: Tokenizer, texts: list[str], samples: int, seq_len: int) -> torch.Tensor:
@@ -176,7 +176,7 @@ def _scale_layer(layer: DecoderLayer, x: torch.Tensor, rope: tuple[torch.Tensor,
                       "mlp.gate_proj": (mlp.gate_proj, h_mlp), "mlp.up_proj": (mlp.up_proj, h_mlp),
                       "mlp.down_proj": (mlp.down_proj, _sample_rows(captured["down"], CLIP_TOKENS))}  # fmt: skip
             for name, (linear, inp) in inputs.items():
-                if name not in spec.skip:
+                if name not in spec.skip and linear.in_features % spec.group_size == 0:  # padded layers: no clip
                     linear.weight.copy_(search_clip(inp, linear, spec.group_size))
     finally:
         for hook in hooks:

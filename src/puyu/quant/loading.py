@@ -151,7 +151,7 @@ def make_quant_module(linear: nn.Linear, spec: QuantSpec, path: str) -> QuantLin
     if spec.method == "int8" or path == "lm_head":
         return Int8Linear(linear.in_features, linear.out_features, bias=bias)
     try:
-        check_int4_shape(linear.in_features, spec.group_size)
+        check_int4_shape(spec.group_size, spec.group_size)  # any input width: the last group is padded
     except PuyuError as bad:
         raise PuyuError(f"{path}: {bad}") from None
     return Int4Linear(linear.in_features, linear.out_features, bias=bias, group_size=spec.group_size)

@@ -146,15 +146,12 @@ def quantize_folder(
         raise PuyuError("AWQ needs calibration text (--calib FILE)")
     if calib_samples < 1:
         raise PuyuError(f"calib_samples must be at least 1, got {calib_samples}")
-    skip: tuple[str, ...] = ()
     if method == "int4":
         check_int4_shape(group_size, group_size)
-        skip = ungroupable_linears(config, group_size)
-        if len(skip) == len(LAYER_LINEARS):
-            raise PuyuError(f"{source}: no layer's input width is a multiple of the group size {group_size}")
-        if skip:
-            logger.warning("int4 group size %d does not divide the inputs of %s: kept unquantized", group_size, skip)
-    spec = QuantSpec(method, group_size=group_size, lm_head=lm_head, awq=awq, skip=skip)  # type: ignore[arg-type]
+        ragged = ungroupable_linears(config, group_size)
+        if ragged:
+            logger.info("int4 group size %d does not divide the inputs of %s: last group padded", group_size, ragged)
+    spec = QuantSpec(method, group_size=group_size, lm_head=lm_head, awq=awq)  # type: ignore[arg-type]
 
     model = load_model(source, dtype="float32")
     if awq:

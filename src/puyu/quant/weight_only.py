@@ -73,6 +73,26 @@ def dequantize_int4(q: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor) 
     return w.reshape(n, k)
 
 
+def padded_width(in_features: int, group_size: int) -> int:
+    """The input width rounded up to whole groups: a layer whose width `group_size` does not divide (a 688-wide
+    down projection with groups of 128) is stored with its last group padded."""
+    return -(-in_features // group_size) * group_size
+
+
+def pad_columns(weight: torch.Tensor, width: int) -> torch.Tensor:
+    """`weight` [N, K] widened to `width` columns by repeating its last column: the padding multiplies zero
+    inputs, and repeating a value already in the last group leaves that group's min/max (its scale) unchanged."""
+    extra = width - weight.shape[1]
+    return weight if extra == 0 else torch.cat([weight, weight[:, -1:].expand(-1, extra)], dim=1)
+
+
+def int4_round_trip(weight: torch.Tensor, group_size: int) -> torch.Tensor:
+    """dequantize(quantize(weight)) at any input width (padded to whole groups and cut back)."""
+    k = weight.shape[1]
+    padded = pad_columns(weight.detach().float(), padded_width(k, group_size))
+    return dequantize_int4(*quantize_int4(padded, group_size))[:, :k]
+
+
 def check_int4_shape(in_features: int, group_size: int) -> None:
     if group_size <= 0 or group_size % INT4_BLOCK:
         raise PuyuError(f"int4 group size must be a positive multiple of {INT4_BLOCK}, got {group_size}")
@@ -251,10 +271,12 @@ class Int4Linear(QuantLinear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, group_size: int = 128) -> None:
         super().__init__(in_features, out_features, bias)
-        check_int4_shape(in_features, group_size)
+        check_int4_shape(group_size, group_size)
         self.group_size = group_size
-        groups = in_features // group_size
-        self.register_buffer("qweight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
+        # Inputs padded to whole groups; the padding's weights meet zero inputs.
+        self.padded_in = padded_width(in_features, group_size)
+        groups = self.padded_in // group_size
+        self.register_buffer("qweight", torch.zeros(out_features, self.padded_in // 2, dtype=torch.uint8))
         self.register_buffer("scales", torch.ones(out_features, groups))
         self.register_buffer("zeros", torch.zeros(out_features, groups, dtype=torch.uint8))
         self.register_buffer("szeros", torch.zeros(out_features, groups), persistent=False)
@@ -262,23 +284,24 @@ class Int4Linear(QuantLinear):
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int = 128) -> Int4Linear:
         module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, group_size=group_size)
-        q, zeros, scales = quantize_int4(linear.weight, group_size)
+        q, zeros, scales = quantize_int4(pad_columns(linear.weight.detach(), module.padded_in), group_size)
         module.set_quantized(q, zeros, scales, linear.bias)
         return module
 
     def set_quantized(
         self, q: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None
     ) -> None:
-        """Install unpacked values: q uint8 [out, in], zeros uint8 [out, G], scales [out, G]."""
-        groups = self.in_features // self.group_size
+        """Install unpacked values: q uint8 [out, padded in], zeros uint8 [out, G], scales [out, G]."""
+        groups = self.padded_in // self.group_size
         if (
-            tuple(q.shape) != (self.out_features, self.in_features)
+            tuple(q.shape) != (self.out_features, self.padded_in)
             or tuple(zeros.shape) != (self.out_features, groups)
             or tuple(scales.shape) != (self.out_features, groups)
         ):
             raise PuyuError(
                 f"int4 weight {tuple(q.shape)}, zeros {tuple(zeros.shape)}, scales {tuple(scales.shape)} do not fit "
-                f"a {self.in_features}→{self.out_features} layer with group size {self.group_size}"
+                f"a {self.in_features}→{self.out_features} layer with group size {self.group_size} "
+                f"(inputs padded to {self.padded_in})"
             )
         self.qweight = pack_int4(q.to(torch.uint8))
         self.scales = scales.float().contiguous()
@@ -288,15 +311,17 @@ class Int4Linear(QuantLinear):
             self.bias = nn.Parameter(bias.detach().float().clone(), requires_grad=False)
 
     def unpacked(self) -> torch.Tensor:
-        """The int4 values as uint8 [out, in]."""
+        """The int4 values as uint8 [out, padded in]."""
         return unpack_int4(self.qweight)
 
     def _dequantize_rows(self, start: int, stop: int) -> torch.Tensor:
         q = unpack_int4(self.qweight[start:stop])
-        return dequantize_int4(q, self.zeros[start:stop], self.scales[start:stop].float())
+        return dequantize_int4(q, self.zeros[start:stop], self.scales[start:stop].float())[:, : self.in_features]
 
     def _matmul(self, x2: torch.Tensor) -> torch.Tensor:
         if _use_kernel(x2):
+            if self.padded_in != self.in_features:
+                x2 = F.pad(x2, (0, self.padded_in - self.in_features))
             kernels = load_kernels()
             if kernels is not None:
                 scales, szeros = self.scales.float(), self.szeros.float()
@@ -309,4 +334,5 @@ class Int4Linear(QuantLinear):
         return sum(b.numel() * b.element_size() for n, b in self.named_buffers(recurse=False) if n != "zeros")
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", group_size={self.group_size}"
+        padded = f", padded_in={self.padded_in}" if self.padded_in != self.in_features else ""
+        return super().extra_repr() + f", group_size={self.group_size}{padded}"

@@ -33,6 +33,7 @@ from puyu.tokenizer import Tokenizer
 from puyu.train.checkpoint import StopSignal, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from puyu.train.config import TrainConfig
 from puyu.train.distributed import DistInfo, all_reduce, init_distributed, no_sync, seed_everything, wrap_model
+from puyu.train.log_lines import train_log_line
 from puyu.train.metrics import MetricsLogger, Throughput, measure_peak_flops, model_flops_per_token
 from puyu.train.objectives import Batch, causal_lm_loss, lm_batch, loss_scale
 from puyu.train.optimizer import build_optimizer
@@ -146,6 +147,7 @@ def run_training(
         unit="step",
         disable=not (config.progress and info.is_main),
     )
+    loop_started, steps_here = time.perf_counter(), 0
     with StopSignal() as stop:
         while state.step < config.max_steps:
             started = time.perf_counter()
@@ -177,19 +179,21 @@ def run_training(
             throughput.update(step_tokens, time.perf_counter() - started)
             bar.update()
             bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}")
+            steps_here += 1
             if config.log_every and (state.step % config.log_every == 0 or state.step == config.max_steps):
-                logger.log(
-                    state.step,
-                    {
-                        "loss": train_loss,
-                        "lr": lr,
-                        "grad_norm": grad_norm,
-                        "tokens": state.tokens,
-                        "tokens_per_sec": throughput.tokens_per_sec,
-                        "mfu": throughput.mfu(flops_per_token, peak * info.world_size),
-                        **extra,
-                    },
-                )
+                logged = {
+                    "loss": train_loss,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens": state.tokens,
+                    "tokens_per_sec": throughput.tokens_per_sec,
+                    "mfu": throughput.mfu(flops_per_token, peak * info.world_size),
+                    **extra,
+                }
+                logger.log(state.step, logged)
+                if not config.progress and info.is_main:  # no bar: a line per logged step, as XTuner prints
+                    per_step = (time.perf_counter() - loop_started) / steps_here
+                    print(train_log_line(state.step, config.max_steps, per_step, logged), flush=True)
             if info.is_main:
                 for hook in hooks:
                     hook.after_step(state.step, model, logger)

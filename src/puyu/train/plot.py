@@ -94,12 +94,23 @@ def _figure(title: str, ylabel: str) -> tuple[Any, Any]:
     return figure, axis
 
 
+def _few(steps: np.ndarray) -> dict[str, Any]:
+    """A line through fewer than two points draws nothing: mark each point instead."""
+    return {"marker": "o", "markersize": 6} if len(steps) < 2 else {}
+
+
+def count_train_points(run_dir: str | Path) -> int:
+    """How many steps of a run logged a training loss."""
+    records = read_metrics(run_dir)
+    return len(_series([r for r in records if r.get("split", "train") == "train"], "loss")[0])
+
+
 def _loss_figure(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], title: str) -> Any:
     figure, axis = _figure(f"{title}: loss", "loss (nats per token)")
     steps, loss = train
     if len(steps):
         axis.plot(steps, loss, color=TRAIN_COLOR, alpha=0.25, linewidth=0.8)
-        axis.plot(steps, smooth(loss), color=TRAIN_COLOR, linewidth=1.6, label="train (smoothed)")
+        axis.plot(steps, smooth(loss), color=TRAIN_COLOR, linewidth=1.6, label="train (smoothed)", **_few(steps))
     steps, loss = validation
     if len(steps):
         axis.plot(steps, loss, "o-", color=VALIDATION_COLOR, markersize=4, linewidth=1.2, label="validation")
@@ -127,7 +138,7 @@ def _perplexity_axis(axis: Any) -> None:
 
 def _lr_figure(lr: tuple[np.ndarray, np.ndarray], title: str) -> Any:
     figure, axis = _figure(f"{title}: learning rate", "learning rate")
-    axis.plot(*lr, color=TRAIN_COLOR, linewidth=1.4)
+    axis.plot(*lr, color=TRAIN_COLOR, linewidth=1.4, **_few(lr[0]))
     axis.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     axis.set_ylim(bottom=0)
     return figure
@@ -137,7 +148,7 @@ def _throughput_figure(speed: tuple[np.ndarray, np.ndarray], mfu: tuple[np.ndarr
     figure, axis = _figure(f"{title}: throughput", "tokens/s")
     steps, values = speed
     axis.plot(steps, values, color=TRAIN_COLOR, alpha=0.25, linewidth=0.8)
-    axis.plot(steps, smooth(values), color=TRAIN_COLOR, linewidth=1.4, label="tokens/s (smoothed)")
+    axis.plot(steps, smooth(values), color=TRAIN_COLOR, linewidth=1.4, label="tokens/s (smoothed)", **_few(steps))
     axis.set_ylim(bottom=0)
     steps, values = mfu
     if len(steps) and np.nanmax(np.nan_to_num(values)) > 0:

@@ -227,11 +227,7 @@ class InternLM2ForCausalLM(InternLM2PreTrainedModel, GenerationMixin):
         self.output = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.tok_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.tok_embeddings = value
+    # get/set_input_embeddings: transformers' defaults reach `self.model`'s through `base_model_prefix`.
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.output
