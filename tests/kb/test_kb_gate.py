@@ -51,7 +51,8 @@ def test_the_stored_model_decides_as_sklearn_does() -> None:
     expected = reference.predict_proba((x - mean) / scale)[:, 1]
     ours = [probability(calibration, row) for row in good + bad]
     np.testing.assert_allclose(ours, expected, atol=1e-9)
-    assert [accepts(calibration, row)[0] for row in good + bad] == list(reference.predict((x - mean) / scale) == 1)
+    assert [accepts(calibration, row)[0] for row in good + bad] == list(expected >= calibration["threshold"])
+    assert 0 < calibration["threshold"] < 1
 
 
 def test_single_threshold_maximises_precision_plus_recall() -> None:
