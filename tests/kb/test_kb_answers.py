@@ -4,24 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from kb_support import ScriptedClient, write_corpus
+from kb_support import OFF_TOPIC, ON_TOPIC, ScriptedClient, write_corpus
 
 from puyu.cli import main
 from puyu.kb import KnowledgeBase, build
 from puyu.kb.answer import cited_numbers
 from puyu.kb.assistant import Assistant
 from puyu.kb.questions import calibrate_kb
-
-GOOD = [
-    "what port does the server listen on",
-    "how does BM25 rank documents",
-    "知识库助手回答什么问题",
-    "what does paged attention store",
-    "how do I install the toolkit",
-    "what do tokenizers do",
-]
-BAD = ["what is the weather in Paris", "who won the football match", "recommend a pasta recipe",
-       "今天天气怎么样", "tell me a joke about cats", "how tall is mount everest"]  # fmt: skip
 
 
 @pytest.fixture
@@ -55,7 +44,7 @@ def test_cited_numbers() -> None:
 
 
 def test_the_calibrated_gate_refuses_off_topic_questions(kb: KnowledgeBase) -> None:
-    calibrate_kb(kb, GOOD, BAD, folds=3)
+    calibrate_kb(kb, ON_TOPIC, OFF_TOPIC, folds=3)
     client = ScriptedClient("Port 8000 [1].")
     assistant = Assistant(kb, client)
     refused = assistant.ask("how tall is mount everest")
