@@ -47,7 +47,7 @@ def test_shipped_configs_parse() -> None:
     files = sorted((REPO / "configs" / "finetune").glob("*.yaml"))
     assert len(files) >= 4
     methods = {load_config(FinetuneConfig, file).method for file in files}
-    assert methods == {"full", "lora", "qlora", "dpo"}
+    assert methods == {"full", "lora", "qlora", "dpo", "orpo", "grpo"}
 
 
 def test_full_cli_writes_an_hf_folder_and_resumes(base: Path, chats: Path, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from puyu.engine.shared import SharedEngine
 from puyu.errors import PuyuError
 from puyu.generation.sampling import SamplingParams
 from puyu.model.checkpoint import load_model
-from puyu.model.decoder import CausalLM
+from puyu.model.decoder import hidden_states
 from puyu.tokenizer import Tokenizer
 from puyu.tokenizer.files import read_chat_template
 
@@ -56,17 +56,6 @@ class _Group:
 
     def __len__(self) -> int:
         return len(self.context) + sum(len(c) - 1 for c in self.continuations)
-
-
-def hidden_states(
-    model: CausalLM, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None
-) -> torch.Tensor:
-    """The final-norm hidden states [B, T, D] (the logits are projected only where they are needed)."""
-    x = model.model.embed_tokens(ids)
-    rope = model.rotary(positions, x.dtype)
-    for layer in model.model.layers:
-        x = layer(x, rope, None, mask)
-    return model.model.norm(x)
 
 
 def has_own_chat_template(folder: Path) -> bool:

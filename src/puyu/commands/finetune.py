@@ -1,4 +1,5 @@
-"""`puyu finetune`: full, LoRA, QLoRA or DPO fine-tuning (and continued pretraining on raw text)."""
+"""`puyu finetune`: full, LoRA, QLoRA, DPO/ORPO or online RL (GRPO/RLOO) fine-tuning (and continued
+pretraining on raw text)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 
 # Flags that are shorthands for config keys: (flag, dest, type, config key, help).
 _SHORTHANDS: tuple[tuple[str, str, type, str, str], ...] = (
-    ("--method", "method", str, "method", "full, lora, qlora or dpo"),
+    ("--method", "method", str, "method", "full, lora, qlora, dpo, orpo, rm, grpo or rloo"),
     ("--model", "model", str, "model", "HF model folder to start from"),
-    ("--data", "data", str, "data.path", "training data file (chat, preference or text JSONL/.txt)"),
-    ("--data-kind", "data_kind", str, "data.kind", "chat, preference, text (default: by method)"),
+    ("--data", "data", str, "data.path", "training data file (chat, preference, prompts or text JSONL/.txt)"),
+    ("--data-kind", "data_kind", str, "data.kind", "chat, preference, text, prompts (default: by method)"),
     ("--out", "out", str, "run_dir", "run folder (checkpoints, metrics, artefact); default runs/finetune-METHOD"),
     ("--max-steps", "max_steps", int, "max_steps", "optimizer steps"),
     ("--seq-len", "seq_len", int, "data.seq_len", "most tokens per sequence"),
@@ -19,7 +20,15 @@ _SHORTHANDS: tuple[tuple[str, str, type, str, str], ...] = (
     ("--lr", "lr", float, "optimizer.lr", "peak learning rate"),
     ("--lora-r", "lora_r", int, "lora.r", "LoRA rank"),
     ("--lora-alpha", "lora_alpha", float, "lora.alpha", "LoRA alpha (update scale alpha / r)"),
-    ("--beta", "beta", float, "dpo.beta", "DPO beta"),
+    ("--beta", "beta", float, "dpo.beta", "DPO beta (ORPO: lambda)"),
+    (
+        "--reward",
+        "reward",
+        str,
+        "rl.rewards",
+        "grpo/rloo reward: numeric, exact, contains, calculator, regex:P, module:fn",
+    ),
+    ("--group-size", "group_size", int, "rl.group_size", "grpo/rloo: completions sampled per prompt"),
     ("--template", "template", str, "data.template", "built-in chat template instead of the model's own"),
     ("--device", "device", str, "device", "auto, cpu or cuda"),
 )
@@ -28,7 +37,7 @@ _SHORTHANDS: tuple[tuple[str, str, type, str, str], ...] = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune a model: full, lora, qlora or dpo (and continued pretraining on text)",
+        help="fine-tune a model: full, lora, qlora, dpo, orpo, rm, grpo or rloo (and continued pretraining on text)",
         description="Settings come from CONFIG.yaml (see configs/finetune/) and/or the flags below, then KEY=VALUE "
         "overrides with dotted keys (e.g. lora.r=16 data.packing=false). A run resumes from the latest checkpoint "
         "in its run folder. The result is RUN_DIR/adapter (a PEFT folder; `puyu merge` folds it into the base) or "
@@ -37,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "args", nargs="*", metavar="ARG", help="CONFIG.yaml (optional, first), then KEY=VALUE settings overrides"
     )
-    choices = {"method": ("full", "lora", "qlora", "dpo"), "data_kind": ("chat", "preference", "text")}
+    choices = {
+        "method": ("full", "lora", "qlora", "dpo", "orpo", "rm", "grpo", "rloo"),
+        "data_kind": ("chat", "preference", "text", "prompts"),
+    }
     for flag, dest, kind, _, text in _SHORTHANDS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, choices=choices.get(dest), help=text)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from puyu.errors import PuyuError
+from puyu.finetune.grpo import RLSection
 from puyu.finetune.lora import LoraConfig
 from puyu.train.config import DataSection, DataSource, ModelSection, TrainConfig
 from puyu.train.optimizer import OptimizerConfig
 from puyu.train.schedule import ScheduleConfig
 
-Method = Literal["full", "lora", "qlora", "dpo"]
+Method = Literal["full", "lora", "qlora", "dpo", "orpo", "rm", "grpo", "rloo"]
+PREFERENCE_METHODS = ("dpo", "orpo", "rm")
+RL_METHODS = ("grpo", "rloo")
 
 
 @dataclass
@@ -25,7 +28,9 @@ class FinetuneData:
     Args:
         path: a data file, or a list of them.
         kind: "chat" (SFT conversations, JSONL), "preference" (prompt/chosen/rejected JSONL), "text" (raw
-            .txt/.md/.jsonl documents: continued pretraining) or "auto" (preference for dpo, else chat).
+            .txt/.md/.jsonl documents: continued pretraining), "prompts" (online RL: `messages` or `prompt`
+            plus the fields the rewards read) or "auto" (preference for dpo/orpo, prompts for grpo/rloo, else
+            chat).
         format: force one record format (e.g. "alpaca", "sharegpt") instead of detecting it per record.
         seq_len: most tokens per sequence (a packed row, or one sample).
         truncation: a longer sample is cut on the right ("right") or left out ("drop"); both are counted.
@@ -38,7 +43,7 @@ class FinetuneData:
     """
 
     path: str | list[str]
-    kind: Literal["auto", "chat", "preference", "text"] = "auto"
+    kind: Literal["auto", "chat", "preference", "text", "prompts"] = "auto"
     format: str | None = None
     seq_len: int = 1024
     truncation: Literal["right", "drop"] = "right"
@@ -71,11 +76,11 @@ def _file_list(files: str | list[str] | None) -> list[str]:
 
 @dataclass
 class PreferenceSection:
-    """Preference optimisation (method dpo).
+    """Preference optimisation (methods dpo and orpo).
 
     Args:
-        loss: "sigmoid" (DPO), "ipo" or "simpo" (reference-free, length-normalised).
-        beta: inverse temperature β of the implicit reward (DPO/IPO ~0.1; SimPO ~2).
+        loss: "sigmoid" (DPO), "ipo" or "simpo" (reference-free, length-normalised); method orpo uses its own.
+        beta: inverse temperature β of the implicit reward (DPO/IPO ~0.1; SimPO ~2); ORPO's λ (~0.1).
         label_smoothing: DPO's assumed share of flipped labels (conservative DPO); 0 = plain DPO.
         simpo_gamma: SimPO's target margin.
         train: what is trained: "lora" / "qlora" adapters (reference = the base with adapters off) or
@@ -110,9 +115,11 @@ class FinetuneConfig:
     Args:
         run_dir: checkpoints, metrics, samples and the final artefact go here; a run resumes from here.
         method: "full" (every weight), "lora" (adapters on a frozen base), "qlora" (adapters on an NF4 base),
-            "dpo" (preference pairs; adapters or full, see `dpo.train`).
+            "dpo" / "orpo" (preference pairs; adapters or full, see `dpo.train`), "rm" (a reward model trained
+            on preference pairs: the whole decoder plus a scalar head), "grpo" / "rloo" (online RL on prompts with
+            reward functions; adapters or full, see `rl.train`).
         model: the HF model folder to start from.
-        data, lora, qlora, dpo: the sections above.
+        data, lora, qlora, dpo, rl: the sections above (rl: `puyu.finetune.grpo.RLSection`).
         freeze_embeddings: full fine-tuning: keep the token embeddings (and a tied output matrix) frozen.
         optimizer, schedule, max_steps, micro_batch_size, grad_accum, max_grad_norm, dtype, device,
             activation_checkpointing, seed, log_every, checkpoint_every, keep_checkpoints, tensorboard,
@@ -120,6 +127,7 @@ class FinetuneConfig:
         eval_prompts: user messages answered (greedy) every `eval_every` steps and logged to samples.jsonl.
         eval_every: steps between sample generations (0 = only at the end when prompts are given).
         eval_max_tokens: most tokens per sample answer.
+        rm_holdout: method rm: the share of pairs held out to report pairwise accuracy on (0 = none).
     """
 
     run_dir: str
@@ -129,6 +137,7 @@ class FinetuneConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     qlora: QLoraSection = field(default_factory=QLoraSection)
     dpo: PreferenceSection = field(default_factory=PreferenceSection)
+    rl: RLSection = field(default_factory=RLSection)
     freeze_embeddings: bool = False
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=2e-4, weight_decay=0.0))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="cosine", warmup_steps=10))
@@ -149,15 +158,20 @@ class FinetuneConfig:
     eval_prompts: list[str] = field(default_factory=list)
     eval_every: int = 0
     eval_max_tokens: int = 64
+    rm_holdout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.eval_every < 0 or self.eval_max_tokens < 1:
             raise PuyuError("eval_every must be >= 0 and eval_max_tokens >= 1")
         kind = self.data_kind
-        if self.method == "dpo" and kind != "preference":
-            raise PuyuError(f"method dpo trains on preference pairs, not data.kind {kind!r}")
-        if self.method != "dpo" and kind == "preference":
-            raise PuyuError(f"preference data needs method dpo, not {self.method!r}")
+        if self.method in PREFERENCE_METHODS and kind != "preference":
+            raise PuyuError(f"method {self.method} trains on preference pairs, not data.kind {kind!r}")
+        if self.method not in PREFERENCE_METHODS and kind == "preference":
+            raise PuyuError(f"preference data needs method dpo, orpo or rm, not {self.method!r}")
+        if not 0.0 <= self.rm_holdout < 1.0:
+            raise PuyuError(f"rm_holdout must be in [0, 1), got {self.rm_holdout}")
+        if (self.method in RL_METHODS) != (kind == "prompts"):
+            raise PuyuError(f"method {self.method} does not train on data.kind {kind!r} (prompts go with grpo/rloo)")
         if self.data.replay_paths and kind != "chat":
             raise PuyuError(f"data.replay mixes text into chat data, not into data.kind {kind!r}")
         self.to_train_config()  # the loop's own checks (steps, batch sizes, cadences), before any work
@@ -167,12 +181,19 @@ class FinetuneConfig:
         """The data kind, with "auto" resolved by the method."""
         if self.data.kind != "auto":
             return self.data.kind
-        return "preference" if self.method == "dpo" else "chat"
+        if self.method in RL_METHODS:
+            return "prompts"
+        return "preference" if self.method in PREFERENCE_METHODS else "chat"
 
     @property
     def trains(self) -> str:
-        """What the weights updates go to: "full", "lora" or "qlora" (dpo resolved by `dpo.train`)."""
-        return self.dpo.train if self.method == "dpo" else self.method
+        """What the weights updates go to: "full", "lora" or "qlora" (preference methods resolved by `dpo.train`,
+        RL methods by `rl.train`)."""
+        if self.method == "rm":
+            return "full"
+        if self.method in PREFERENCE_METHODS:
+            return self.dpo.train
+        return self.rl.train if self.method in RL_METHODS else self.method
 
     @property
     def uses_adapters(self) -> bool:

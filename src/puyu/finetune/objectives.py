@@ -6,7 +6,8 @@ sums token losses and divides by the step's trained tokens. Preference losses wo
 `PreferenceLoss` returns the summed pair loss, so the loop's normalisation yields the mean over pairs.
 
 DPO (Rafailov et al. 2023) with the sigmoid loss and optional label smoothing (conservative DPO), IPO
-(Azar et al. 2023) and the reference-free SimPO (Meng et al. 2024) share the code. The reference
+(Azar et al. 2023), and the reference-free SimPO (Meng et al. 2024) and ORPO (Hong et al. 2024: SFT on the
+chosen response plus an odds-ratio term, one stage without a reference model) share the code. The reference
 log-probabilities come from the frozen base: for an adapter run, the same model with its adapters switched
 off (`lora_disabled`); for a full fine-tune, computed once before training (`reference_logps`) and carried
 in the batches, which needs no second copy of the weights in memory.
@@ -33,7 +34,8 @@ __all__ = [
     "sequence_logps",
 ]
 
-PreferenceKind = Literal["sigmoid", "ipo", "simpo"]
+PreferenceKind = Literal["sigmoid", "ipo", "simpo", "orpo"]
+REFERENCE_FREE = ("simpo", "orpo")
 Reference = Literal["adapters_off", "precomputed", "none"]
 
 
@@ -85,11 +87,11 @@ def preference_losses(
     """Per-pair losses and the implicit rewards of the chosen and rejected responses.
 
     Args:
-        kind: "sigmoid" (DPO), "ipo" or "simpo".
+        kind: "sigmoid" (DPO), "ipo", "simpo" or "orpo".
         policy: [2P] summed response log-probs, chosen rows first.
-        reference: [2P] the reference model's, or None (SimPO needs none).
-        lengths: [2P] response tokens per row (SimPO averages per token).
-        beta: the inverse temperature β.
+        reference: [2P] the reference model's, or None (SimPO and ORPO need none).
+        lengths: [2P] response tokens per row (SimPO and ORPO average per token).
+        beta: the inverse temperature β (ORPO: the weight λ of the odds-ratio term).
         label_smoothing: DPO only: the assumed share of flipped preference labels (0 = plain DPO).
         simpo_gamma: SimPO's target reward margin γ.
 
@@ -97,6 +99,13 @@ def preference_losses(
         (losses [P], chosen rewards [P], rejected rewards [P]).
     """
     pairs = policy.shape[0] // 2
+    if kind == "orpo":
+        average = policy.float() / lengths.clamp(min=1)
+        chosen, rejected = average[:pairs], average[pairs:]
+        # log odds(y) = log p − log(1 − p) with p the mean per-token probability; log(1 − p) computed stably.
+        log_odds = (chosen - rejected) - (log1mexp(chosen) - log1mexp(rejected))
+        losses = -chosen - beta * F.logsigmoid(log_odds)  # the chosen response's NLL (per token) + λ·L_OR
+        return losses, beta * chosen.detach(), beta * rejected.detach()
     if kind == "simpo":
         average = policy / lengths.clamp(min=1)
         chosen, rejected = beta * average[:pairs], beta * average[pairs:]
@@ -113,12 +122,17 @@ def preference_losses(
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 − exp(x)) for x < 0 without cancellation (Mächler 2012: switch at −ln 2)."""
+    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+
 class PreferenceLoss:
     """The loop's loss function for preference pairs; also reports rewards, margin and accuracy per step.
 
     Args:
-        kind: "sigmoid" (DPO), "ipo" or "simpo".
-        beta: β (DPO: 0.1 is usual; SimPO: around 2).
+        kind: "sigmoid" (DPO), "ipo", "simpo" or "orpo".
+        beta: β (DPO: 0.1 is usual; SimPO: around 2; ORPO: λ, 0.1 is usual).
         reference: where reference log-probs come from: "adapters_off" (the policy with its LoRA adapters
             switched off, computed each step), "precomputed" (carried in the batch), "none" (SimPO).
         label_smoothing: DPO's label smoothing.
@@ -134,7 +148,7 @@ class PreferenceLoss:
         label_smoothing: float = 0.0,
         simpo_gamma: float = 0.5,
     ) -> None:
-        if kind != "simpo" and reference == "none":
+        if kind not in REFERENCE_FREE and reference == "none":
             raise ValueError(f"the {kind} loss needs a reference model")
         self.kind = kind
         self.beta = beta

@@ -1,4 +1,4 @@
-"""`finetune(config)`: full, LoRA, QLoRA and DPO fine-tuning on the one training loop.
+"""`finetune(config)`: full, LoRA, QLoRA, DPO/ORPO and online RL (GRPO/RLOO) on the one training loop.
 
 Read top to bottom: processes and seed → tokenizer, chat template and data (with a per-line report) → the
 base model and the method's changes to it (frozen embeddings, LoRA adapters, NF4 base) → objective and
@@ -18,7 +18,7 @@ import torch
 
 from puyu.configuration import to_dict
 from puyu.errors import PuyuError
-from puyu.finetune.config import FinetuneConfig
+from puyu.finetune.config import PREFERENCE_METHODS, RL_METHODS, FinetuneConfig
 from puyu.finetune.hooks import EvaluateChatHook
 from puyu.finetune.objectives import PreferenceLoss, causal_lm_loss
 from puyu.finetune.preference_data import PreferenceBatches, attach_reference, load_preference_pairs
@@ -90,9 +90,26 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     train_config = config.to_train_config()
     pad_id = pad_token_id(tokenizer)
     loss_fn: LossFn
-    if config.method == "dpo":
+    held_out: list[Any] = []
+    batch_settings = {
+        "micro_batch_size": config.micro_batch_size,
+        "grad_accum": config.grad_accum,
+        "seed": config.seed,
+        "rank": info.rank,
+        "world_size": info.world_size,
+    }
+    if config.method == "rm":
+        from puyu.finetune.reward_model import RewardLoss, RewardModel
+
+        data, held_out = split_holdout(data, config.rm_holdout, config.seed)
+        model = RewardModel(model).train()  # type: ignore[assignment]
+        loss_fn = RewardLoss()
+        batches: Any = PreferenceBatches(data, pad_id=pad_id, **batch_settings)
+    elif config.method in RL_METHODS:
+        batches, loss_fn = rollout_source(config, model, tokenizer, template, data, pad_id)
+    elif config.method in PREFERENCE_METHODS:
         loss_fn = PreferenceLoss(
-            config.dpo.loss,
+            "orpo" if config.method == "orpo" else config.dpo.loss,
             beta=config.dpo.beta,
             reference=reference_kind(config),
             label_smoothing=config.dpo.label_smoothing,
@@ -103,27 +120,11 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             attach_reference(
                 model, data, pad_id=pad_id, batch_size=config.micro_batch_size, device=info.device, progress=show
             )
-        batches: Any = PreferenceBatches(
-            data,
-            micro_batch_size=config.micro_batch_size,
-            grad_accum=config.grad_accum,
-            pad_id=pad_id,
-            seed=config.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-        )
+        batches = PreferenceBatches(data, pad_id=pad_id, **batch_settings)
     else:
         loss_fn = causal_lm_loss
         batches = SampleBatches(
-            data,
-            seq_len=config.data.seq_len,
-            micro_batch_size=config.micro_batch_size,
-            grad_accum=config.grad_accum,
-            pad_id=pad_id,
-            packing=config.data.packing,
-            seed=config.seed,
-            rank=info.rank,
-            world_size=info.world_size,
+            data, seq_len=config.data.seq_len, pad_id=pad_id, packing=config.data.packing, **batch_settings
         )
     hooks: list[StepHook] = []
     if config.eval_prompts:
@@ -141,7 +142,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         )
     train = run_training(train_config, model, batches, loss_fn, info, hooks=hooks)
     output = run_dir / (ADAPTER_DIR if config.uses_adapters else MODEL_DIR)
-    if info.is_main:
+    if info.is_main and config.method == "rm":
+        save_reward_artefact(config, model, output, held_out, pad_id, echo=show)
+    elif info.is_main:
         save_artefact(config, model, output)
     return FinetuneResult(
         output=output,
@@ -160,6 +163,11 @@ def read_data(
     data = config.data
     template, tool_template = chat_templates(tokenizer, model_config.family, data.template, owner=config.model)
     kind = config.data_kind
+    if kind == "prompts":
+        from puyu.finetune.grpo import load_prompts
+
+        prompts = load_prompts(data.paths)
+        return prompts, DataReport(kind="prompts", samples=len(prompts), files=list(data.paths)), template
     if kind == "text":
         samples, report = load_text_samples(
             data.paths, tokenizer, seq_len=data.seq_len, text_field=data.text_field, progress=progress
@@ -186,9 +194,63 @@ def read_data(
 
 def reference_kind(config: FinetuneConfig) -> str:
     """Where DPO's reference log-probs come from (see `puyu.finetune.objectives`)."""
-    if config.dpo.loss == "simpo":
+    if config.dpo.loss == "simpo" or config.method == "orpo":
         return "none"
     return "adapters_off" if config.uses_adapters else "precomputed"
+
+
+def split_holdout(pairs: list[Any], share: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """(training pairs, held-out pairs): a seeded share of the pairs, at least one when share > 0."""
+    if share <= 0 or len(pairs) < 2:
+        return pairs, []
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    count = min(len(pairs) - 1, max(1, round(share * len(pairs))))
+    held = set(order[:count])
+    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
+
+
+def save_reward_artefact(
+    config: FinetuneConfig, model: Any, output: Path, held_out: list[Any], pad_id: int, *, echo: bool
+) -> Path:
+    """The reward model's folder, and its pairwise accuracy on the held-out pairs (`rm_eval.json`)."""
+    from puyu.finetune.preference_data import pair_batch
+    from puyu.finetune.reward_model import pairwise_accuracy, save_reward_model
+
+    save_reward_model(model, output, pad_token_id=pad_id)
+    copy_tokenizer_files(Path(config.model), output)
+    if held_out:
+        device = model.lm.device
+        batches = [pair_batch(held_out[i : i + 8], pad_id).to(device) for i in range(0, len(held_out), 8)]
+        result = {"held_out_pairs": len(held_out), "pairwise_accuracy": pairwise_accuracy(model, batches)}
+        atomic_write_text(Path(config.run_dir) / "rm_eval.json", json.dumps(result, indent=2) + "\n")
+        if echo:
+            print(
+                f"reward model: pairwise accuracy {result['pairwise_accuracy']:.3f} on {len(held_out)} held-out pairs"
+            )
+    return output
+
+
+def rollout_source(
+    config: FinetuneConfig, model: CausalLM, tokenizer: Tokenizer, template: Any, prompts: list[Any], pad_id: int
+) -> tuple[Any, LossFn]:
+    """Online RL's batch source (rollouts from the policy itself) and its loss."""
+    from puyu.finetune.grpo import RolloutBatches, RolloutLoss, frozen_reference
+
+    settings = config.rl
+    reference = frozen_reference(model) if settings.beta > 0 and not config.uses_adapters else None
+    source = RolloutBatches(
+        model,
+        tokenizer,
+        template,
+        prompts,
+        settings,
+        micro_batch_size=config.micro_batch_size,
+        seed=config.seed,
+        pad_id=pad_id,
+        reference=reference,
+        advantage="rloo" if config.method == "rloo" else "grpo",
+    )
+    return source, RolloutLoss(settings, source)
 
 
 def base_dtype(config: FinetuneConfig, device: torch.device) -> torch.dtype:

@@ -195,3 +195,15 @@ class CausalLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.model.norm.weight.dtype
+
+
+def hidden_states(
+    model: CausalLM, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The final-norm hidden states [B, T, D] without the output projection (scoring heads, and log-likelihoods
+    that project only the positions they need)."""
+    x = model.model.embed_tokens(ids)
+    rope = model.rotary(positions, x.dtype)
+    for layer in model.model.layers:
+        x = layer(x, rope, None, mask)
+    return model.model.norm(x)
