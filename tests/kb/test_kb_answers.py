@@ -98,3 +98,17 @@ def test_ask_cli_json_shape(tmp_path: Path, monkeypatch, capsys) -> None:
     assert {"question", "rejected", "reason", "score", "answer", "citations"} <= set(out)
     assert set(out["citations"][0]) >= {"n", "source", "start", "end", "text", "chunk_id"}
     assert main(["kb", "ask", str(tmp_path / "kb"), "server port", "--api", "http://x", "--k", "0"]) == 2
+
+
+def test_chat_cli_keeps_history_and_ends_on_a_blank_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import puyu.client
+
+    build([write_corpus(tmp_path / "docs")], tmp_path / "kb")
+    client = ScriptedClient("Port 8000 [1].")
+    monkeypatch.setattr(puyu.client, "load_client", lambda *a, **k: client)
+    lines = iter(["server port", "and streaming?", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["kb", "chat", str(tmp_path / "kb"), "--api", "http://127.0.0.1:1"]) == 0
+    out = capsys.readouterr()
+    assert out.out.count("Port 8000 [1].") == 2 and "[1] " in out.out and "gate is off" in out.err
+    assert [m["role"] for m in client.calls[-1]] == ["system", "user", "assistant", "user"]
