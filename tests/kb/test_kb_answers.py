@@ -112,3 +112,21 @@ def test_chat_cli_keeps_history_and_ends_on_a_blank_line(tmp_path: Path, monkeyp
     out = capsys.readouterr()
     assert out.out.count("Port 8000 [1].") == 2 and "[1] " in out.out and "gate is off" in out.err
     assert [m["role"] for m in client.calls[-1]] == ["system", "user", "assistant", "user"]
+
+
+class RelevanceJudge(ScriptedClient):
+    """Rates the sources 9 for on-topic questions and 1 for the others."""
+
+    def _check_reply(self, messages: list[dict]) -> str:
+        text = messages[-1]["content"]
+        return "9" if any(f"Question: {q}\n" in text for q in ON_TOPIC) else "1"
+
+
+def test_an_llm_relevance_signal_is_calibrated_and_asked_before_the_gate(kb: KnowledgeBase) -> None:
+    judge = RelevanceJudge("Port 8000 [1].")
+    calibration = calibrate_kb(kb, ON_TOPIC, OFF_TOPIC, folds=3, client=judge)
+    assert "llm" in calibration["features"] and calibration["cv"]["f1"] > 0.8
+    judge.calls.clear()
+    answer = Assistant(kb, judge).ask(ON_TOPIC[0])
+    assert not answer.rejected and "how well the sources" in judge.calls[0][-1]["content"]
+    assert Assistant(kb, judge).ask(OFF_TOPIC[0]).reason == "unrelated"

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from puyu.chat.tool_stream import ToolCallStream
 from puyu.engine.async_engine import AsyncLLMEngine, QueueFullError
 from puyu.engine.outputs import RequestOutput
 from puyu.errors import PuyuError, one_line
@@ -46,7 +47,6 @@ from puyu.serve.schemas import (
     Usage,
     new_id,
 )
-from puyu.chat.tool_stream import ToolCallStream
 
 logger = logging.getLogger("puyu.serve")
 
