@@ -23,6 +23,24 @@ CORPUS = {
     ),
 }
 
+# Questions the corpus answers, and questions it should refuse.
+ON_TOPIC = [
+    "what port does the server listen on",
+    "how does BM25 rank documents",
+    "知识库助手回答什么问题",
+    "what does paged attention store",
+    "how do I install the toolkit",
+    "what do tokenizers do",
+]
+OFF_TOPIC = [
+    "what is the weather in Paris",
+    "who won the football match",
+    "recommend a pasta recipe",
+    "今天天气怎么样",
+    "tell me a joke about cats",
+    "how tall is mount everest",
+]
+
 
 def write_corpus(folder: Path, files: dict[str, str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)

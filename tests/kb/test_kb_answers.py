@@ -4,24 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from kb_support import ScriptedClient, write_corpus
+from kb_support import OFF_TOPIC, ON_TOPIC, ScriptedClient, write_corpus
 
 from puyu.cli import main
 from puyu.kb import KnowledgeBase, build
 from puyu.kb.answer import cited_numbers
 from puyu.kb.assistant import Assistant
 from puyu.kb.questions import calibrate_kb
-
-GOOD = [
-    "what port does the server listen on",
-    "how does BM25 rank documents",
-    "知识库助手回答什么问题",
-    "what does paged attention store",
-    "how do I install the toolkit",
-    "what do tokenizers do",
-]
-BAD = ["what is the weather in Paris", "who won the football match", "recommend a pasta recipe",
-       "今天天气怎么样", "tell me a joke about cats", "how tall is mount everest"]  # fmt: skip
 
 
 @pytest.fixture
@@ -55,7 +44,7 @@ def test_cited_numbers() -> None:
 
 
 def test_the_calibrated_gate_refuses_off_topic_questions(kb: KnowledgeBase) -> None:
-    calibrate_kb(kb, GOOD, BAD, folds=3)
+    calibrate_kb(kb, ON_TOPIC, OFF_TOPIC, folds=3)
     client = ScriptedClient("Port 8000 [1].")
     assistant = Assistant(kb, client)
     refused = assistant.ask("how tall is mount everest")
@@ -109,3 +98,35 @@ def test_ask_cli_json_shape(tmp_path: Path, monkeypatch, capsys) -> None:
     assert {"question", "rejected", "reason", "score", "answer", "citations"} <= set(out)
     assert set(out["citations"][0]) >= {"n", "source", "start", "end", "text", "chunk_id"}
     assert main(["kb", "ask", str(tmp_path / "kb"), "server port", "--api", "http://x", "--k", "0"]) == 2
+
+
+def test_chat_cli_keeps_history_and_ends_on_a_blank_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import puyu.client
+
+    build([write_corpus(tmp_path / "docs")], tmp_path / "kb")
+    client = ScriptedClient("Port 8000 [1].")
+    monkeypatch.setattr(puyu.client, "load_client", lambda *a, **k: client)
+    lines = iter(["server port", "and streaming?", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["kb", "chat", str(tmp_path / "kb"), "--api", "http://127.0.0.1:1"]) == 0
+    out = capsys.readouterr()
+    assert out.out.count("Port 8000 [1].") == 2 and "[1] " in out.out and "gate is off" in out.err
+    assert [m["role"] for m in client.calls[-1]] == ["system", "user", "assistant", "user"]
+
+
+class RelevanceJudge(ScriptedClient):
+    """Rates the sources 9 for on-topic questions and 1 for the others."""
+
+    def _check_reply(self, messages: list[dict]) -> str:
+        text = messages[-1]["content"]
+        return "9" if any(f"Question: {q}\n" in text for q in ON_TOPIC) else "1"
+
+
+def test_an_llm_relevance_signal_is_calibrated_and_asked_before_the_gate(kb: KnowledgeBase) -> None:
+    judge = RelevanceJudge("Port 8000 [1].")
+    calibration = calibrate_kb(kb, ON_TOPIC, OFF_TOPIC, folds=3, client=judge)
+    assert "llm" in calibration["features"] and calibration["cv"]["f1"] > 0.8
+    judge.calls.clear()
+    answer = Assistant(kb, judge).ask(ON_TOPIC[0])
+    assert not answer.rejected and "how well the sources" in judge.calls[0][-1]["content"]
+    assert Assistant(kb, judge).ask(OFF_TOPIC[0]).reason == "unrelated"

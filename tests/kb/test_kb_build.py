@@ -69,7 +69,9 @@ def test_versions_are_atomic_and_old_ones_pruned(tmp_path: Path) -> None:
         (docs / "notes.txt").write_text(f"changed {os.urandom(4).hex()}")
         build([docs], tmp_path / "kb")
     assert (tmp_path / "kb" / "CURRENT").read_text().strip() == "v3"
-    assert sorted(p.name for p in (tmp_path / "kb").iterdir() if p.name.startswith("v")) == ["v2", "v3"]
+    assert build([docs], tmp_path / "kb").version == 3  # nothing changed: no new version
+    assert build([docs], tmp_path / "kb", tokenizer="jieba").version == 4  # other BM25 terms: re-indexed
+    assert sorted(p.name for p in (tmp_path / "kb").iterdir() if p.name.startswith("v")) == ["v3", "v4"]
     assert not [p for p in (tmp_path / "kb").iterdir() if p.name.startswith(".v")]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kb_support import write_corpus
+from kb_support import OFF_TOPIC, ON_TOPIC, write_corpus
 
 from puyu.cli import main
 from puyu.errors import PuyuError
@@ -51,7 +51,8 @@ def test_the_stored_model_decides_as_sklearn_does() -> None:
     expected = reference.predict_proba((x - mean) / scale)[:, 1]
     ours = [probability(calibration, row) for row in good + bad]
     np.testing.assert_allclose(ours, expected, atol=1e-9)
-    assert [accepts(calibration, row)[0] for row in good + bad] == list(reference.predict((x - mean) / scale) == 1)
+    assert [accepts(calibration, row)[0] for row in good + bad] == list(expected >= calibration["threshold"])
+    assert 0 < calibration["threshold"] < 1
 
 
 def test_single_threshold_maximises_precision_plus_recall() -> None:
@@ -73,18 +74,8 @@ def test_too_few_questions_is_an_error() -> None:
 
 def test_calibrate_cli_stores_the_gate_with_the_index(tmp_path: Path, capsys) -> None:
     build([write_corpus(tmp_path / "docs")], tmp_path / "kb")
-    good = [
-        "what port does the server listen on",
-        "how does BM25 rank documents",
-        "知识库助手回答什么问题",
-        "what does paged attention store",
-        "how do I install the toolkit",
-        "what do tokenizers do",
-    ]
-    bad = ["what is the weather in Paris", "who won the football match", "recommend a pasta recipe",
-           "今天天气怎么样", "tell me a joke about cats", "how tall is mount everest"]  # fmt: skip
-    (tmp_path / "good.json").write_text(json.dumps(good))
-    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    (tmp_path / "good.json").write_text(json.dumps(ON_TOPIC))
+    (tmp_path / "bad.json").write_text(json.dumps(OFF_TOPIC))
     assert main(["kb", "calibrate", str(tmp_path / "kb"), "--good", str(tmp_path / "good.json"),
                  "--bad", str(tmp_path / "bad.json"), "--folds", "3"]) == 0  # fmt: skip
     assert "calibrated gate: precision" in capsys.readouterr().out

@@ -122,3 +122,13 @@ def test_kb_flags() -> None:
     for bad in (["noequals"], ["a=/x", "a=/y"], ["../x=/y"], ["a="]):
         with pytest.raises(Exception, match="--kb"):
             parse_kb_flags(bad)
+
+
+def test_serve_cli_refuses_bad_kb_flags_in_one_line(tmp_path: Path, capsys) -> None:
+    from puyu.cli import main
+
+    model = make_model_folder(tmp_path / "tiny")
+    assert main(["serve", str(model), "--kb", "noequals"]) == 2
+    assert main(["serve", str(model), "--kb", f"docs={tmp_path / 'missing'}"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "NAME=FOLDER" in errors[0] and "not a knowledge base" in errors[1]

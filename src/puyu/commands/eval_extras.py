@@ -11,9 +11,12 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `needle` and `judge` subcommands."""
+    """Add the `needle`, `judge` and `kb` subcommands."""
     add_needle_command(subparsers)
     add_judge_command(subparsers)
+    from puyu.commands import eval_kb
+
+    eval_kb.register(subparsers)
 
 
 def _csv(kind: type) -> Any:

@@ -94,6 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--bad", required=True, help="JSON list of questions it should refuse")
     calibrate.add_argument("--folds", type=int, default=5, help="cross-validation folds (default %(default)s)")
     calibrate.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    judge = calibrate.add_mutually_exclusive_group()
+    judge.add_argument("--model", default=None, help="add this model's relevance score (0-10) as a signal")
+    judge.add_argument("--api", default=None, help="the same, from an OpenAI-compatible endpoint")
+    calibrate.add_argument("--api-key", default=None, help="API key for --api")
+    calibrate.add_argument("--api-model", default=None, help="model name at --api")
     _add_embedder_arguments(calibrate)
     calibrate.set_defaults(handler=run_calibrate)
 
@@ -194,7 +199,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from puyu.kb.questions import calibrate_kb, read_question_list
 
     kb = _open(args)
-    calibration = calibrate_kb(kb, read_question_list(args.good), read_question_list(args.bad), folds=args.folds)
+    client = None
+    if args.model or args.api:
+        from puyu.client import load_client
+
+        client = load_client(args.model or args.api, api_key=args.api_key, model=args.api_model, chat=True)
+    good, bad = read_question_list(args.good), read_question_list(args.bad)
+    calibration = calibrate_kb(kb, good, bad, folds=args.folds, client=client)
     if args.json:
         print(json.dumps(calibration, indent=1))
         return 0

@@ -153,6 +153,16 @@ def check_score(kind: str, reply: str) -> int:
     return min(10, int(match.group())) if match else CHECKS[kind][3]
 
 
+async def llm_check(client: Any, kind: str, question: str, hits: list[Hit], answer: str = "") -> int:
+    """Ask `client` one check and read its 0-10 score (greedy, a few tokens)."""
+    from ..generation.sampling import SamplingParams
+
+    result = await client.acomplete_chat(
+        check_messages(kind, question, hits, answer), SamplingParams(max_tokens=8, temperature=0.0)
+    )
+    return check_score(kind, result.content)
+
+
 def check_fails(kind: str, score: int) -> str | None:
     """The refusal reason when a check's score fails it, else None."""
     _, fails, reason, _ = CHECKS[kind]

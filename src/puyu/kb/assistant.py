@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 from ..errors import PuyuError
 from ..generation.sampling import SamplingParams
-from .answer import CHECKS, Answer, answer_messages, check_fails, check_messages, check_score, citations_for
+from .answer import CHECKS, Answer, answer_messages, check_fails, citations_for, llm_check
 from .gate import accepts
 from .retrieval import Hit, KnowledgeBase
-
-CHECK_PARAMS = SamplingParams(max_tokens=8, temperature=0.0)
 
 
 @dataclass
@@ -65,15 +63,15 @@ class Assistant:
         self.params = params or SamplingParams(max_tokens=384, temperature=0.0)
         self.use_gate = use_gate
 
-    def prepare(self, question: str) -> Prepared:
-        """Retrieve and apply the gate (no model call)."""
+    def prepare(self, question: str, extra_signals: dict[str, float] | None = None) -> Prepared:
+        """Retrieve and apply the gate (no model call; an LLM relevance score comes in `extra_signals`)."""
         calibration = self.kb.snapshot.calibration if self.use_gate else None
         gate = "calibrated" if calibration else ("off (not calibrated)" if self.use_gate else "off (--no-gate)")
         if not self.kb.chunks:
             return Prepared(question, [], 0.0, True, "empty_kb", gate)
         hits = self.kb.search(question, k=self.k)
         if calibration:
-            accepted, score = accepts(calibration, self.kb.signals(question))
+            accepted, score = accepts(calibration, {**self.kb.signals(question), **(extra_signals or {})})
             if not accepted:
                 return Prepared(question, hits, score, True, "unrelated", gate)
         else:
@@ -83,8 +81,7 @@ class Assistant:
         return Prepared(question, hits, score, False, None, gate)
 
     async def _check(self, kind: str, question: str, hits: list[Hit], answer: str) -> int:
-        result = await self.client.acomplete_chat(check_messages(kind, question, hits, answer), CHECK_PARAMS)
-        return check_score(kind, result.content)
+        return await llm_check(self.client, kind, question, hits, answer)
 
     async def astream(self, question: str, history: list[dict] | None = None) -> AsyncIterator[str | Answer]:
         """Text pieces of the answer as the model writes them, then the finished `Answer`.
@@ -93,7 +90,13 @@ class Assistant:
             question: the user's question.
             history: earlier turns (OpenAI messages) of a conversation, without sources.
         """
-        prepared = await asyncio.to_thread(self.prepare, question)
+        calibration = self.kb.snapshot.calibration if self.use_gate else None
+        extra: dict[str, float] = {}
+        if calibration and "llm" in calibration["features"] and self.kb.chunks:
+            # A gate calibrated with the model's relevance score needs it before it decides.
+            hits = await asyncio.to_thread(self.kb.search, question, self.k)
+            extra["llm"] = float(await self._check("relevance", question, hits, ""))
+        prepared = await asyncio.to_thread(self.prepare, question, extra)
         answer = Answer(question, prepared.rejected, prepared.reason, prepared.score, gate=prepared.gate)
         if prepared.rejected:
             yield answer

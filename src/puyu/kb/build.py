@@ -182,6 +182,15 @@ def build(
                 report.unchanged += 1
             new_files[key] = entry
 
+        same_terms = tokenizer == old_manifest.get("tokenizer")
+        if (
+            previous is not None
+            and not (fresh or report.removed)
+            and same_terms
+            and embedder_unchanged(previous, embedder)
+        ):
+            # Nothing changed: the current version stays (re-indexing BM25 would only cost time).
+            return _finished(report, previous.manifest, previous.version, len(previous.chunks), embedder, tally, began)
         chunks: list[Chunk] = []
         rows: list[np.ndarray | None] = []
         to_embed: list[int] = []
@@ -220,12 +229,28 @@ def build(
         }
         calibration = previous.calibration if previous is not None else None
         folder = write_version(kb, manifest, chunks, vectors, sparse.save, calibration)
+    return _finished(report, manifest, int(folder.name[1:]), len(chunks), embedder, tally, began)
 
-    report.version = int(folder.name[1:])
-    report.documents = sum(int(entry["documents"]) for entry in new_files.values())
-    report.chunks = len(chunks)
+
+def embedder_unchanged(previous: Snapshot, embedder: Embedder | None) -> bool:
+    stored = previous.manifest.get("embedder")
+    return (embedder is None and stored is None) or (embedder is not None and same_embedder(stored, embedder.identity))
+
+
+def _finished(
+    report: BuildReport,
+    manifest: dict[str, Any],
+    version: int,
+    chunks: int,
+    embedder: Embedder | None,
+    tally: Tally,
+    began: float,
+) -> BuildReport:
+    report.version = version
+    report.documents = sum(int(entry["documents"]) for entry in manifest["files"].values())
+    report.chunks = chunks
     report.embedder = embedder.identity["name"] if embedder is not None else None
-    report.problems = manifest["problems"]
+    report.problems = tally.to_json()["problems"]
     report.problem_count = tally.problem_count
     report.seconds = time.perf_counter() - began
     return report

@@ -118,10 +118,12 @@ class EncoderEmbedder:
     def raw_embed(self, texts: list[str]) -> np.ndarray:
         """Pooled vectors, normalised only when the folder's modules say so (what sentence-transformers gives)."""
         torch = self.torch
+        # Batches of similar lengths waste less compute on padding (as sentence-transformers does).
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = []
         for first in range(0, len(texts), BATCH_SIZE):
             batch = self.tokenizer(
-                texts[first : first + BATCH_SIZE],
+                [texts[i] for i in order[first : first + BATCH_SIZE]],
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,
@@ -141,7 +143,11 @@ class EncoderEmbedder:
             if self.normalise:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out.append(pooled.cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dimension), dtype=np.float32)
+        if not out:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        vectors[order] = np.concatenate(out)
+        return vectors
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return _normalised(self.raw_embed(texts))

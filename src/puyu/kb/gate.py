@@ -4,8 +4,9 @@ HuixiangDou's gate compares the top-1 embedding similarity with one threshold, p
 and bad questions as the point of the precision-recall curve where precision + recall is highest. Here
 a logistic regression reads several signals (BM25 score and term coverage, dense similarity and its
 margin, and any reranker or LLM relevance score given), is fitted on the same kind of labelled questions,
-and reports its precision, recall and F1 by stratified cross-validation, next to the single threshold
-scored on the same folds. The fitted model is stored as plain numbers (no pickle) and applied here.
+with its probability cut-off chosen for F1 on held-out predictions of the training questions, and
+reports its precision, recall and F1 by stratified cross-validation, next to the single threshold scored
+on the same folds. The fitted model is stored as plain numbers (no pickle) and applied here.
 """
 
 from __future__ import annotations
@@ -74,6 +75,31 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _f1_threshold(probabilities: np.ndarray, y: np.ndarray) -> float:
+    """The probability cut-off with the best F1 (ties: the middle of the best range)."""
+    candidates = np.unique(probabilities)
+    f1 = [scores_of(y, (probabilities >= t).astype(int))["f1"] for t in candidates]
+    best = np.flatnonzero(np.isclose(f1, max(f1)))
+    return float(candidates[best[len(best) // 2]])
+
+
+def _fit_gate(x: np.ndarray, y: np.ndarray, features: list[str], seed: int) -> dict[str, Any]:
+    """The logistic model on all of (x, y), and its cut-off: the one with the best F1 on out-of-fold
+    probabilities of (x, y) alone (the gate is judged by F1, so it is not left at 0.5)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    fitted: dict[str, Any] = {"features": features, "threshold": 0.5, **_fit_logistic(x, y)}
+    folds = min(3, int(y.sum()), int(len(y) - y.sum()))
+    if folds < 2:
+        return fitted
+    held_out = np.zeros(len(y))
+    for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y):
+        inner = {"features": features, **_fit_logistic(x[train], y[train])}
+        held_out[test] = [probability(inner, dict(zip(features, row, strict=True))) for row in x[test]]
+    fitted["threshold"] = _f1_threshold(held_out, y)
+    return fitted
+
+
 def probability(calibration: dict[str, Any], signals: dict[str, float]) -> float:
     """The stored model's probability that a question belongs to the knowledge base."""
     try:
@@ -125,15 +151,13 @@ def calibrate(
     gate_pred = np.zeros_like(y)
     single_pred = np.zeros_like(y)
     for train, test in splitter.split(x, y):
-        fitted = {"features": features, "threshold": 0.5, **_fit_logistic(x[train], y[train])}
+        fitted = _fit_gate(x[train], y[train], features, seed)
         for i in test:
             gate_pred[i] = accepts(fitted, dict(zip(features, x[i], strict=True)))[0]
         threshold = best_single_threshold(x[train, column], y[train])
         single_pred[test] = (x[test, column] >= threshold).astype(int)
     return {
-        "features": features,
-        "threshold": 0.5,
-        **_fit_logistic(x, y),
+        **_fit_gate(x, y, features, seed),
         "good": len(good),
         "bad": len(bad),
         "folds": splitter.get_n_splits(),

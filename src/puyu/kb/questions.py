@@ -7,11 +7,13 @@ bad (off-topic) ones. The evaluation format is JSON Lines (or a JSON list) of ob
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import PuyuError, one_line
+from .answer import llm_check
 from .gate import calibrate
 from .retrieval import KnowledgeBase
 from .store import locked, replace_calibration
@@ -72,8 +74,19 @@ def read_labelled_questions(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+async def _llm_scores(client: Any, kb: KnowledgeBase, questions: list[str]) -> list[float]:
+    return [float(await llm_check(client, "relevance", q, kb.search(q, k=4))) for q in questions]
+
+
 def calibrate_kb(
-    kb: KnowledgeBase, good: list[str], bad: list[str], *, folds: int = 5, seed: int = 0, save: bool = True
+    kb: KnowledgeBase,
+    good: list[str],
+    bad: list[str],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    save: bool = True,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Fit the gate of an opened knowledge base on labelled questions and (with `save`) store it with the index.
 
@@ -84,12 +97,19 @@ def calibrate_kb(
         folds: cross-validation folds.
         seed: fold and bootstrap seed.
         save: write calibration.json into the current version.
+        client: a model client: adds its 0-10 relevance score of the top chunks as the signal "llm" (the
+            assistant then asks the same model before the gate decides).
     """
     if not kb.chunks:
         raise PuyuError("the knowledge base is empty: add documents before calibrating its gate")
-    calibration = calibrate(
-        [kb.signals(question) for question in good], [kb.signals(question) for question in bad], folds=folds, seed=seed
-    )
+    good_signals = [kb.signals(question) for question in good]
+    bad_signals = [kb.signals(question) for question in bad]
+    if client is not None:
+        for signals, score in zip(
+            good_signals + bad_signals, asyncio.run(_llm_scores(client, kb, good + bad)), strict=True
+        ):
+            signals["llm"] = score
+    calibration = calibrate(good_signals, bad_signals, folds=folds, seed=seed)
     calibration["kb_version"] = kb.snapshot.version
     calibration["retrieval"] = kb.mode
     if save:

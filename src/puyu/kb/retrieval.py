@@ -47,6 +47,7 @@ class KnowledgeBase:
         self.sparse = SparseIndex.load(snapshot.folder / "bm25", snapshot.manifest["tokenizer"])
         self.embedder = embedder
         self.by_id = {chunk.id: chunk for chunk in self.chunks}
+        self._recent_vectors: dict[str, np.ndarray] = {}
 
     @classmethod
     def open(cls, path: str | Path, embedder: Embedder | str | None = "auto") -> KnowledgeBase:
@@ -100,8 +101,15 @@ class KnowledgeBase:
         """Cosine similarity of the query with every chunk (vectors are normalised)."""
         if not self.dense_ready:
             raise PuyuError("this knowledge base has no dense vectors or no embedder: search it with BM25")
-        query_vector = self.embedder.embed([query])[0]
-        return np.asarray(self.snapshot.vectors @ query_vector, dtype=np.float32)
+        return np.asarray(self.snapshot.vectors @ self._query_vector(query), dtype=np.float32)
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        # The gate's signals and the search embed the same question: embed it once.
+        if query not in self._recent_vectors:
+            if len(self._recent_vectors) >= 64:
+                self._recent_vectors.pop(next(iter(self._recent_vectors)))
+            self._recent_vectors[query] = self.embedder.embed([query])[0]
+        return self._recent_vectors[query]
 
     def search(self, query: str, k: int = 5, mode: str | None = None) -> list[Hit]:
         """The `k` best chunks for `query`.
