@@ -130,3 +130,17 @@ def test_an_llm_relevance_signal_is_calibrated_and_asked_before_the_gate(kb: Kno
     answer = Assistant(kb, judge).ask(ON_TOPIC[0])
     assert not answer.rejected and "how well the sources" in judge.calls[0][-1]["content"]
     assert Assistant(kb, judge).ask(OFF_TOPIC[0]).reason == "unrelated"
+
+
+def test_the_knowledge_base_as_an_agent_tool(tmp_path: Path) -> None:
+    from puyu.kb.tool import kb_agent_tool
+
+    build([write_corpus(tmp_path / "docs")], tmp_path / "kb", chunk_size=120)
+    search = kb_agent_tool(tmp_path / "kb")
+    spec = search.spec()
+    assert spec["function"]["name"] == "kb_search"
+    assert spec["function"]["parameters"]["required"] == ["query"]
+    arguments = search.validate({"query": "what port does the server listen on", "k": 2})
+    results = json.loads(search.fn(**arguments))["results"]
+    expected = KnowledgeBase.open(tmp_path / "kb").search("what port does the server listen on", k=2)
+    assert [r["chunk_id"] for r in results] == [h.chunk.id for h in expected]

@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("question", nargs="?", default=None, help="ask once and exit (default: interactive)")
     parser.add_argument("--tools", default="calculator", help="comma-separated built-in tools (default calculator)")
     parser.add_argument(
+        "--kb", action="append", default=[], metavar="KB", help="a knowledge base (puyu kb build) as the kb_search tool"
+    )
+    parser.add_argument(
         "--protocol", default="auto", choices=["auto", "openai", "react", "internlm2"], help="tool-call protocol"
     )
     parser.add_argument(
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from puyu.client import load_client
 
     tools = builtin(args.tools) if args.tools.strip() else []
+    tools += kb_tools(args.kb)
     bridges = [MCPBridge(spec, call_timeout=args.tool_timeout) for spec in args.mcp]
     try:
         for bridge in bridges:
@@ -78,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bridge in bridges:
             bridge.close()
+
+
+def kb_tools(paths: list[str]) -> list:
+    """`--kb` knowledge bases as search tools (`kb_search`, then `kb_search_2` …)."""
+    from puyu.kb.tool import kb_agent_tool
+
+    return [kb_agent_tool(path, "kb_search" if i == 0 else f"kb_search_{i + 1}") for i, path in enumerate(paths)]
 
 
 def render(event, stdout: TextIO, as_json: bool) -> None:

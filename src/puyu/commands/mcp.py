@@ -10,6 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="mcp_command", metavar="ACTION", required=True)
     serve = actions.add_parser("serve", help="serve tools over MCP")
     serve.add_argument("--tools", default="calculator", help="comma-separated built-in tools (default calculator)")
+    serve.add_argument(
+        "--kb", action="append", default=[], metavar="KB", help="a knowledge base (puyu kb build) as the kb_search tool"
+    )
     serve.add_argument("--workspace", default="mcp-workspace", help="the tools' workspace folder")
     serve.add_argument("--transport", default="stdio", choices=["stdio", "http"], help="stdio (default) or http")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
@@ -23,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
     from puyu.agent.builtin_tools import builtin
     from puyu.agent.mcp_server import build_server, http_app, serve_stdio
+    from puyu.commands.agent import kb_tools
 
-    server = build_server(builtin(args.tools), args.workspace, timeout=args.tool_timeout)
+    tools = builtin(args.tools) if args.tools.strip() else []
+    server = build_server([*tools, *kb_tools(args.kb)], args.workspace, timeout=args.tool_timeout)
     try:
         if args.transport == "stdio":
             asyncio.run(serve_stdio(server))

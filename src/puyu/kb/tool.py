@@ -8,6 +8,7 @@ model and are checked like any other untrusted input.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from .retrieval import KnowledgeBase
@@ -70,3 +71,21 @@ class KbSearchTool:
             for n, hit in enumerate(hits, start=1)
         ]
         return json.dumps({"results": results}, ensure_ascii=False)
+
+
+def kb_agent_tool(path: str | Path, name: str = "kb_search") -> Any:
+    """The knowledge base at `path` as a `puyu.agent` tool (for `puyu agent --kb` and `puyu mcp serve --kb`)."""
+    from puyu.agent.tools import tool
+
+    search = KbSearchTool(KnowledgeBase.open(path), name=name)
+
+    def kb_search(query: str, k: int = 4) -> str:
+        """Search the local knowledge base and return the most relevant passages with their sources.
+
+        Args:
+            query: what to look for.
+            k: how many passages (1-10).
+        """
+        return search({"query": query, "k": k})
+
+    return tool(kb_search, name=name)
