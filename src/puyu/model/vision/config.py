@@ -197,8 +197,12 @@ def _pair(value: Any) -> int:
     return int(value)
 
 
-def _text_config(raw: dict[str, Any], source: str) -> ModelConfig:
+def _text_config(raw: dict[str, Any], source: str, outer: dict[str, Any]) -> ModelConfig:
     raw = dict(raw)
+    # The storage dtype is recorded at the top level; the text part's own entry may be absent or stale.
+    stored = outer.get("torch_dtype") or outer.get("dtype")
+    if isinstance(stored, str):
+        raw["torch_dtype"] = stored
     if not raw.get("architectures"):
         arch = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM", "internlm2": "InternLM2ForCausalLM"}.get(
             raw.get("model_type", "")
@@ -233,7 +237,7 @@ def _from_native(raw: dict[str, Any], source: str) -> VLMConfig:
     layer = raw.get("vision_feature_layer", -1)
     if not isinstance(layer, int):
         raise PuyuError(f"{source}: vision_feature_layer must be one integer")
-    text = _text_config(raw.get("text_config") or {}, source)
+    text = _text_config(raw.get("text_config") or {}, source, raw)
     if "tie_word_embeddings" in raw:  # the top-level flag decides in the HF class
         text = text.replace(tie_word_embeddings=bool(raw["tie_word_embeddings"]))
     known = {"architectures", "model_type", "vision_config", "text_config", "image_token_id", "downsample_ratio",
@@ -269,7 +273,7 @@ def _from_original(raw: dict[str, Any], source: str) -> VLMConfig:
         hidden_act=str(v.get("hidden_act", "gelu")),
         layer_scale_init=float(v.get("initializer_factor", 0.1)),
     )
-    text = _text_config(raw.get("llm_config") or {}, source)
+    text = _text_config(raw.get("llm_config") or {}, source, raw)
     known = {"architectures", "model_type", "vision_config", "llm_config", "downsample_ratio", "select_layer",
              "template", "dynamic_image_size", "max_dynamic_patch", "min_dynamic_patch", "use_thumbnail",
              "ps_version", "force_image_size", "torch_dtype", "image_token_id"}  # fmt: skip
