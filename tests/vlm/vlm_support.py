@@ -26,6 +26,8 @@ def hf_internvl(
     image_size: int = 56,
     feature_layer: int = -1,
     seed: int = 0,
+    vocab: int | None = None,
+    image_token_id: int = IMAGE_TOKEN_ID,
     **vision: object,
 ):
     """transformers' `InternVLForConditionalGeneration` on a tiny random config (eval mode, fp32)."""
@@ -33,10 +35,12 @@ def hf_internvl(
 
     text = dict(TEXT_SHAPE, model_type=text_family, num_key_value_heads=kv_heads, tie_word_embeddings=tied)
     text["max_position_embeddings"] = 512
+    if vocab is not None:
+        text["vocab_size"] = vocab
     config = transformers.InternVLConfig(
         vision_config=dict(VISION_SHAPE, image_size=image_size, **vision),
         text_config=text,
-        image_token_id=IMAGE_TOKEN_ID,
+        image_token_id=image_token_id,
         image_seq_length=(image_size // 28) ** 2,
         vision_feature_layer=feature_layer,
         tie_word_embeddings=tied,
@@ -64,4 +68,25 @@ def pixels(tiles: int, size: int = 56, seed: int = 2) -> torch.Tensor:
 
 def save_hf(model, folder: Path) -> Path:
     model.save_pretrained(folder)
+    return folder
+
+
+def hf_vlm_folder(folder: Path, text_family: str = "qwen2", seed: int = 0, max_tiles: int = 4) -> Path:
+    """A transformers-written InternVL folder that puyu serves: a byte-level tokenizer with the image tokens,
+    the model sized to it, and a preprocessor config (56-pixel tiles of 4 image tokens)."""
+    import json
+
+    from puyu.model.init import FAMILY_CHAT_TOKENS
+    from puyu.model.vision.config import IMAGE_CONTEXT, IMAGE_END, IMAGE_START
+    from puyu.model.vision.processor import ImageProcessor
+    from puyu.tokenizer import byte_level_tokenizer
+
+    tokenizer = byte_level_tokenizer(FAMILY_CHAT_TOKENS[text_family])
+    _, context, _ = tokenizer.add_special_tokens([IMAGE_START, IMAGE_CONTEXT, IMAGE_END])
+    model = hf_internvl(text_family, seed=seed, vocab=tokenizer.vocab_size, image_token_id=context)
+    model.config.text_config.eos_token_id = tokenizer.eos_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    processor = ImageProcessor(size=56, max_tiles=max_tiles)
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor.to_hf()))
     return folder

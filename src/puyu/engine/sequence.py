@@ -38,6 +38,19 @@ class Sequence:
     num_cached_tokens: int = 0  # prompt tokens served from the prefix cache at first admission
     admitted: bool = False
     state: Any = None  # the engine's per-request bookkeeping (detokenizer, sampler state)
+    images: list[Any] = field(default_factory=list)  # ImageSpans of a vision prompt, in prompt order
+
+    @property
+    def hash_ids(self) -> list[int]:
+        """Token ids as the prefix cache hashes them: an image's placeholder run is one id repeated, so its
+        positions take values derived from the image's pixel hash instead (negative: never a real token)."""
+        if not self.images:
+            return self.token_ids
+        ids = self.token_ids
+        for span in self.images:
+            base = int(span.digest[:15], 16)
+            ids[span.offset : span.offset + span.length] = [-1 - base - k for k in range(span.length)]
+        return ids
 
     @property
     def token_ids(self) -> list[int]:
