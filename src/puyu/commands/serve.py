@@ -41,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     engine.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     engine.add_argument("--seed", type=int, default=0, help="sampling seed for requests without their own")
+    images = parser.add_argument_group("images (vision models)")
+    images.add_argument(
+        "--allow-image-urls", action="store_true", help="fetch http(s) image URLs (default: data URLs only)"
+    )
+    images.add_argument("--max-images", type=int, default=8, help="most images in one request (default %(default)s)")
+    images.add_argument(
+        "--max-image-pixels", type=int, default=40_000_000, help="most pixels (width x height) of an image"
+    )
+    images.add_argument("--max-image-bytes", type=int, default=20 * 2**20, help="largest encoded image in bytes")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -51,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from puyu.engine.async_engine import AsyncLLMEngine
     from puyu.engine.config import EngineConfig
     from puyu.engine.engine import LLMEngine
+    from puyu.model.vision.images import ImageLimits
     from puyu.serve.app import create_app
 
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
         raise PuyuError(f"{folder} is not a model folder (no config.json)")
-    for name, value in (("--max-concurrency", args.max_concurrency), ("--max-queue", args.max_queue)):
+    for name, value in (("--max-concurrency", args.max_concurrency), ("--max-queue", args.max_queue),
+                        ("--max-images", args.max_images), ("--max-image-pixels", args.max_image_pixels),
+                        ("--max-image-bytes", args.max_image_bytes)):  # fmt: skip
         if value is not None and value < 1:
             raise PuyuError(f"{name} must be at least 1, got {value}")
     config = EngineConfig(
@@ -74,10 +86,18 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    limits = ImageLimits(
+        max_bytes=args.max_image_bytes,
+        max_pixels=args.max_image_pixels,
+        max_images=args.max_images,
+        allow_urls=args.allow_image_urls,
+    )
+
     def load() -> AsyncLLMEngine:
-        return AsyncLLMEngine(
-            LLMEngine.from_pretrained(folder, config, template=args.template), max_queue=args.max_queue
-        )
+        engine = LLMEngine.from_pretrained(folder, config, template=args.template)
+        if engine.vision is not None:
+            engine.vision.limits = limits
+        return AsyncLLMEngine(engine, max_queue=args.max_queue)
 
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None

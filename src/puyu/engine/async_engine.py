@@ -12,6 +12,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 from puyu.engine.engine import LLMEngine
 from puyu.engine.outputs import EngineStats, RequestOutput
@@ -47,6 +48,7 @@ class AsyncLLMEngine:
     def __init__(self, engine: LLMEngine, max_queue: int | None = None) -> None:
         self.engine = engine
         self.max_queue = max_queue
+        self._images: dict[str, list[Any]] = {}  # image spans of requests on their way to the engine
         self._inbox: queue.SimpleQueue[tuple[str, str, list[int], SamplingParams | None]] = queue.SimpleQueue()
         self._pending_adds = 0
         self._count_lock = threading.Lock()
@@ -64,9 +66,9 @@ class AsyncLLMEngine:
             self._thread.start()
 
     async def generate(
-        self, request_id: str, prompt_ids: list[int], params: SamplingParams
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams, images: list[Any] | None = None
     ) -> AsyncIterator[RequestOutput]:
-        """Add a request and yield its outputs until it finishes.
+        """Add a request and yield its outputs until it finishes (`images`: the prompt's image spans).
 
         Raises:
             QueueFullError: `max_queue` requests are already waiting, or the engine is shutting down
@@ -86,6 +88,8 @@ class AsyncLLMEngine:
         self._streams[request_id] = stream
         with self._count_lock:
             self._pending_adds += 1
+        if images:
+            self._images[request_id] = images
         self._inbox.put(("add", request_id, prompt, params))
         self._wake.set()
         finished = False
@@ -157,10 +161,14 @@ class AsyncLLMEngine:
             with self._count_lock:
                 self._pending_adds -= 1
             stream = self._streams.get(request_id)
+            images = self._images.pop(request_id, None)
             if stream is None or params is None:  # aborted before it reached the engine
                 continue
             try:
-                self.engine.add_request(request_id, prompt, params)
+                if images:
+                    self.engine.add_request(request_id, prompt, params, images)
+                else:  # engines wrapped by tests and tools may take the text-only signature
+                    self.engine.add_request(request_id, prompt, params)
             except Exception as exc:  # e.g. an id reused before the previous request left the engine
                 self._streams.pop(request_id, None)
                 stream.put(exc)

@@ -24,6 +24,7 @@ from puyu.errors import PuyuError, one_line
 from puyu.generation.sampling import SamplingParams
 from puyu.serve import openai_adapter as adapter
 from puyu.serve.errors import APIError, error_body, error_response, install_error_handlers
+from puyu.serve.image_parts import check_image_parts, has_images
 from puyu.serve.metrics import RequestTimer, ServerMetrics
 from puyu.serve.schemas import (
     ChatChoice,
@@ -112,11 +113,16 @@ class ServerState:
 
 
 async def _start(
-    engine: AsyncLLMEngine, request_id: str, prompt_ids: list[int], params: SamplingParams, timer: RequestTimer
+    engine: AsyncLLMEngine,
+    request_id: str,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    timer: RequestTimer,
+    images: list[Any] | None = None,
 ) -> AsyncIterator[RequestOutput]:
     """Add a request and wait for its first output, so that a full queue or a bad prompt becomes an
     HTTP error before any response is sent; the returned iterator yields every output, the first included."""
-    stream = engine.generate(request_id, prompt_ids, params)
+    stream = engine.generate(request_id, prompt_ids, params, images)
     try:
         first = await stream.__anext__()
     except QueueFullError as exc:
@@ -147,12 +153,16 @@ async def _chain(
 
 
 async def _start_all(
-    state: ServerState, engine: AsyncLLMEngine, base_id: str, runs: list[tuple[list[int], SamplingParams]]
+    state: ServerState,
+    engine: AsyncLLMEngine,
+    base_id: str,
+    runs: list[tuple[list[int], SamplingParams]],
+    images: list[Any] | None = None,
 ) -> list[AsyncIterator[RequestOutput]]:
     """Start every engine request of an HTTP request at once (they prefill in the same steps); if one
-    fails, the others are closed (aborted) and its error raised."""
+    fails, the others are closed (aborted) and its error raised. `images`: the shared prompt's image spans."""
     starts = [
-        _start(engine, f"{base_id}-{index}", prompt_ids, params, RequestTimer(state.metrics))
+        _start(engine, f"{base_id}-{index}", prompt_ids, params, RequestTimer(state.metrics), images)
         for index, (prompt_ids, params) in enumerate(runs)
     ]
     results = await asyncio.gather(*starts, return_exceptions=True)
@@ -353,9 +363,13 @@ async def completions(state: ServerState, body: CompletionRequest, request: Requ
 
 
 async def _collect(
-    state: ServerState, engine: AsyncLLMEngine, request_id: str, runs: list[tuple[list[int], SamplingParams]]
+    state: ServerState,
+    engine: AsyncLLMEngine,
+    request_id: str,
+    runs: list[tuple[list[int], SamplingParams]],
+    images: list[Any] | None = None,
 ) -> list[_Choice]:
-    streams = await _start_all(state, engine, request_id, runs)
+    streams = await _start_all(state, engine, request_id, runs, images)
     choices = [_Choice() for _ in runs]
     merged = _merge(streams)
     try:
@@ -372,6 +386,7 @@ async def _generate(
     request_id: str,
     runs: list[tuple[list[int], SamplingParams]],
     events: Callable[[list[AsyncIterator[RequestOutput]]], AsyncIterator[Any]] | None,
+    images: list[Any] | None = None,
 ) -> list[_Choice] | Response:
     """Run a request's engine requests: collected into choices, or (given `events`) as an SSE response
     that starts once every request has its first output."""
@@ -380,8 +395,8 @@ async def _generate(
     handed_over = False
     try:
         if events is None:
-            return await _unless_disconnected(request, _collect(state, engine, request_id, runs))
-        streams = await _unless_disconnected(request, _start_all(state, engine, request_id, runs))
+            return await _unless_disconnected(request, _collect(state, engine, request_id, runs, images))
+        streams = await _unless_disconnected(request, _start_all(state, engine, request_id, runs, images))
         handed_over = True  # the stream gives the slot back when it ends
         body = _sse_stream(_releasing(state, events(streams)))
         return StreamingResponse(body, media_type="text/event-stream")
@@ -448,11 +463,16 @@ async def _completion_events(
 # ---------------------------------------------------------------------------------------------- chat
 
 
-def _chat_prompt(body: ChatCompletionRequest, llm: Any) -> tuple[list[int], list[dict] | None]:
+async def _chat_prompt(body: ChatCompletionRequest, llm: Any) -> tuple[list[int], list[dict] | None, list[Any]]:
+    """Prompt ids, tools and image spans; images are decoded and tiled in a worker thread."""
     tools = adapter.chat_tools(body)
     messages = [{key: value for key, value in message.items() if value is not None} for message in body.messages]
     try:
-        return llm.chat_prompt_ids(messages, tools), tools
+        if not has_images(messages):
+            return llm.chat_prompt_ids(messages, tools), tools, []
+        check_image_parts(messages)
+        ids, images = await asyncio.to_thread(llm.chat_request, messages, tools)
+        return ids, tools, images
     except PuyuError as exc:
         raise APIError(400, str(exc), param="messages") from None
 
@@ -472,7 +492,7 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
         and body.tool_choice != "none"
     ):
         raise APIError(400, "response_format json_object cannot be combined with tools", param="response_format")
-    prompt_ids, tools = _chat_prompt(body, llm)
+    prompt_ids, tools, images = await _chat_prompt(body, llm)
     runs = []
     for choice in range(body.n):
         params, _ = adapter.chat_params(body, len(prompt_ids), llm, choice)
@@ -485,6 +505,7 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
         request_id,
         runs,
         (lambda streams: _chat_events(state, body, request_id, streams, template)) if body.stream else None,
+        images,
     )
     if isinstance(result, Response):
         return result

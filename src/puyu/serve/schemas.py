@@ -87,6 +87,25 @@ class ResponseFormat(_Request):
     type: Literal["text", "json_object"]
 
 
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Request):
+    url: str = Field(min_length=1)
+    detail: str | None = None
+
+
+class ImageURLPart(_Request):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+# A message's content: a string, null, or a list of these parts.
+ContentPart = TextPart | ImageURLPart
+
+
 class ChatCompletionRequest(SamplingFields):
     # Messages stay plain dicts: puyu.chat validates them with messages-index error messages.
     messages: list[dict[str, Any]] = Field(min_length=1)

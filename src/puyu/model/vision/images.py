@@ -17,6 +17,7 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -117,10 +118,10 @@ def decode_data_url(url: str, limits: ImageLimits | None = None, source: str = "
 
 def fetch_url(url: str, limits: ImageLimits, source: str = "image") -> LoadedImage:
     """Download an http(s) image (only when `limits.allow_urls`), reading at most `max_bytes` + 1 bytes."""
-    if not limits.allow_urls:
-        raise PuyuError(f"{source}: image URLs are not enabled on this server; send the image as a data URL")
     if not url.lower().startswith(("http://", "https://")):
         raise PuyuError(f"{source}: only http(s) and data URLs are supported")
+    if not limits.allow_urls:
+        raise PuyuError(f"{source}: image URLs are not enabled on this server; send the image as a data URL")
     request = urllib.request.Request(url, headers={"User-Agent": "puyu"})
     try:
         with urllib.request.urlopen(request, timeout=limits.url_timeout) as response:
@@ -128,6 +129,15 @@ def fetch_url(url: str, limits: ImageLimits, source: str = "image") -> LoadedIma
     except (OSError, ValueError) as bad:
         raise PuyuError(f"{source}: could not fetch {url[:200]} ({type(bad).__name__})") from None
     return decode_image(data, limits, source)
+
+
+def load_url(url: Any, limits: ImageLimits | None = None, source: str = "image") -> LoadedImage:
+    """An `image_url` part's URL: a data URL, or an http(s) URL when `limits.allow_urls`; never a local file."""
+    if not isinstance(url, str):
+        raise PuyuError(f"{source}: the image url must be a string")
+    if url.startswith("data:"):
+        return decode_data_url(url, limits, source)
+    return fetch_url(url, limits or ImageLimits(), source)
 
 
 def load_image(

@@ -19,7 +19,7 @@ import numpy as np
 
 from puyu.errors import PuyuError
 from puyu.model.vision.config import IMAGE_CONTEXT, IMAGE_END, IMAGE_START
-from puyu.model.vision.images import ImageLimits, LoadedImage, load_image
+from puyu.model.vision.images import ImageLimits, LoadedImage, load_image, load_url
 from puyu.model.vision.processor import ImageProcessor
 
 IMAGE_PART_TYPES = ("image_url", "image", "input_image")
@@ -83,7 +83,7 @@ def image_reference(part: Mapping[str, Any], where: str) -> Any:
 
 def split_images(
     messages: Sequence[Mapping[str, Any]],
-    loader: Callable[[Any, str], LoadedImage],
+    loader: Callable[[Mapping[str, Any], str], LoadedImage],
     max_images: int,
 ) -> tuple[list[dict[str, Any]], list[LoadedImage], str]:
     """Messages with image parts replaced by sentinel text, the loaded images in order, and the sentinel."""
@@ -103,7 +103,7 @@ def split_images(
                     raise PuyuError(f"{where}: images are only supported in user messages")
                 if len(images) >= max_images:
                     raise PuyuError(f"too many images: at most {max_images} per request")
-                images.append(loader(image_reference(part, where), where))
+                images.append(loader(part, where))
                 parts.append({"type": "text", "text": sentinel + "\n"})
             else:
                 parts.append(part)
@@ -142,5 +142,14 @@ def build_prompt(
     return ids, spans
 
 
-def default_loader(limits: ImageLimits) -> Callable[[Any, str], LoadedImage]:
-    return lambda reference, where: load_image(reference, limits, where)
+def default_loader(limits: ImageLimits) -> Callable[[Mapping[str, Any], str], LoadedImage]:
+    """Loads an image part: `image_url` parts only from data or http(s) URLs (what a server accepts), in-process
+    `image` parts also from PIL images, bytes and local files."""
+
+    def load(part: Mapping[str, Any], where: str) -> LoadedImage:
+        reference = image_reference(part, where)
+        if part.get("type") == "image_url":
+            return load_url(reference, limits, where)
+        return load_image(reference, limits, where)
+
+    return load
