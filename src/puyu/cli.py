@@ -27,6 +27,7 @@ from puyu.commands import (
     quickstart,
     serve,
     tokenizer,
+    vlm,
 )
 from puyu.errors import PuyuError
 
@@ -46,6 +47,7 @@ COMMANDS = (
     eval,
     quickstart,
     plot,
+    vlm,
 )
 
 

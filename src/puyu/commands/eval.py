@@ -70,8 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default=None, metavar="YAML", help="a run file: models × tasks and options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run_eval)
-    extra = parser.add_subparsers(dest="eval_command", metavar="{needle,judge}")
+    extra = parser.add_subparsers(dest="eval_command", metavar="{needle,judge,image-qa}")
     extra.required = False
+    from puyu.commands import eval_images
+
+    eval_images.register(extra)
     try:
         from puyu.commands import eval_extras
     except ImportError:
