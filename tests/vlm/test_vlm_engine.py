@@ -53,7 +53,7 @@ def _greedy(llm: LLM, messages: list[dict], tokens: int = 32, request_id: str = 
     return out, cached
 
 
-@pytest.mark.parametrize("chunk", [2048, 7])
+@pytest.mark.parametrize("chunk", [7, pytest.param(2048, marks=pytest.mark.slow)])
 def test_engine_greedy_matches_transformers(folder: Path, hf, chunk: int):
     llm = LLM(folder, num_blocks=64, block_size=8, max_num_batched_tokens=chunk, dtype="float32")
     messages = _conversation(_picture(0), _picture(1, (40, 90)))

@@ -16,9 +16,9 @@ pytest.importorskip("transformers")
 CASES = [
     # text family, kv heads, tied, vision extras
     ("qwen2", 2, False, {}),
-    ("llama", 4, True, {}),
+    pytest.param("llama", 4, True, {}, marks=pytest.mark.slow),
     ("llama", 2, False, {"attention_bias": True, "use_qk_norm": True, "norm_type": "rms_norm"}),
-    ("qwen2", 1, True, {"use_mean_pooling": False}),
+    pytest.param("qwen2", 1, True, {"use_mean_pooling": False}, marks=pytest.mark.slow),
 ]
 
 

@@ -33,8 +33,8 @@ def _random_images(count: int, seed: int = 0) -> list[Image.Image]:
     "settings",
     [
         dict(size=28, max_tiles=6, **CLIP),
-        dict(size=42, min_tiles=2, max_tiles=9, use_thumbnail=True),
-        dict(size=28, dynamic=False),
+        pytest.param(dict(size=42, min_tiles=2, max_tiles=9, use_thumbnail=True), marks=pytest.mark.slow),
+        pytest.param(dict(size=28, dynamic=False), marks=pytest.mark.slow),
     ],
 )
 def test_pixel_values_equal_transformers(settings: dict):

@@ -86,7 +86,7 @@ def test_training_mask_covers_the_assistant_answer_only(folder: Path, world: Pat
     assert encoded.ids.count(runtime.image_tokens.context) == encoded.pixels.shape[0] * runtime.tokens_per_tile
 
 
-@pytest.mark.parametrize("stage", ["projector", "lora"])
+@pytest.mark.parametrize("stage", ["lora", pytest.param("projector", marks=pytest.mark.slow)])
 def test_stages_train_what_they_should(folder: Path, world: Path, tmp_path: Path, stage: str):
     config = VisionFinetuneConfig(
         model=str(folder), data=str(world / "sft.jsonl"), run_dir=str(tmp_path / stage), stage=stage,

@@ -159,15 +159,20 @@ class VLMConfig:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str]) -> VLMConfig:
         file = Path(path) / "config.json"
-        try:
-            raw = json.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PuyuError(f"{file}: missing") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as bad:
-            raise PuyuError(f"{file}: not valid JSON ({bad})") from None
-        if not isinstance(raw, dict):
-            raise PuyuError(f"{file}: expected a JSON object")
-        return cls.from_hf(raw, str(file))
+        return cls.from_hf(read_json_object(file), str(file))
+
+
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (config.json, preprocessor_config.json); PuyuError otherwise."""
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PuyuError(f"{file}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as bad:
+        raise PuyuError(f"{file}: not valid JSON ({bad})") from None
+    if not isinstance(raw, dict):
+        raise PuyuError(f"{file}: expected a JSON object")
+    return raw
 
 
 def is_vlm_config(raw: dict[str, Any]) -> bool:

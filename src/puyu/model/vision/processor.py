@@ -9,7 +9,6 @@ follows InternVL's `dynamic_preprocess` and transformers' GotOcr2 image processo
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from puyu.errors import PuyuError
+from puyu.model.vision.config import read_json_object
 from puyu.model.vision.images import to_rgb
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
@@ -91,13 +91,7 @@ class ImageProcessor:
         settings = dict(defaults or {})
         file = Path(path) / PREPROCESSOR_CONFIG
         if file.is_file():
-            try:
-                raw = json.loads(file.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as bad:
-                raise PuyuError(f"{file}: not valid JSON ({bad})") from None
-            if not isinstance(raw, dict):
-                raise PuyuError(f"{file}: expected a JSON object")
-            settings.update(_settings(raw, str(file)))
+            settings.update(_settings(read_json_object(file), str(file)))
         return cls(**settings)
 
     def to_hf(self) -> dict[str, Any]:
