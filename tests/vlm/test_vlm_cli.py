@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -60,3 +61,12 @@ def test_image_errors_are_one_line(folder: Path, picture: Path, tmp_path: Path, 
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("puyu: error: ") and message in err and err.count("\n") == 1
+
+
+def test_vlm_init_and_world_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["vlm", "init", "--out", str(tmp_path / "m"), "--layout", "original"]) == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["architectures"] == ["InternVLChatModel"]
+    assert main(["vlm", "world", "--out", str(tmp_path / "w"), "--count", "3"]) == 0
+    assert len((tmp_path / "w" / "qa.jsonl").read_text().splitlines()) == 3
+    assert main(["vlm", "world", "--out", str(tmp_path / "w"), "--count", "0"]) == 2
+    assert "count must be at least 1" in capsys.readouterr().err
