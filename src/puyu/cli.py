@@ -31,6 +31,7 @@ from puyu.commands import (
     search,
     serve,
     tokenizer,
+    vlm,
     web,
 )
 from puyu.commands.usage import reject_unknown
@@ -57,6 +58,7 @@ COMMANDS = (
     kb,
     web,
     search,
+    vlm,
 )
 
 

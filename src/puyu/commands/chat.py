@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--system", default=None, help="initial system message")
     parser.add_argument("--tools", default=None, help="chat through the agent runtime with these tools (calculator,…)")
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="an image to ask about (vision models; repeatable): attached to the first message",
+    )
     add_sampling_arguments(parser, max_tokens=512)
     parser.set_defaults(handler=run)
 
@@ -48,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
         from puyu.commands.agent import chat_with_tools
 
         return chat_with_tools(args)
+
+    from puyu.model.vision.config import is_vlm_folder
+
+    if args.image or is_vlm_folder(args.model):
+        return _run_with_images(args)
     from puyu.generation.generator import Generator
 
     generator = Generator.from_pretrained(
@@ -141,6 +153,32 @@ def read_message(read: Callable[[str], str | None]) -> str | None:
     return "\n".join(parts)
 
 
+def _run_with_images(args: argparse.Namespace) -> int:
+    from puyu.engine.llm import LLM
+    from puyu.errors import PuyuError
+    from puyu.model.vision.images import load_image
+
+    images = [load_image(path, source=f"--image {path}") for path in args.image or []]
+    llm = LLM(args.model, dtype=args.dtype, device=args.device, template=args.template, max_num_seqs=1)
+    if images and llm.engine.vision is None:
+        raise PuyuError(f"{args.model} has no vision encoder, so it cannot read --image")
+    return chat_loop(
+        EngineChat(llm), sampling_params(args), system=args.system, stdin=sys.stdin, stdout=sys.stdout, images=images
+    )
+
+
+class EngineChat:
+    """The chat loop's view of an in-process engine (what `Generator` offers for text-only models)."""
+
+    def __init__(self, llm) -> None:
+        self.llm = llm
+        self.template = llm.engine.template
+
+    def stream_chat(self, messages: list[dict], params) -> Iterator[str]:
+        for output in self.llm.stream_chat(messages, params):
+            yield output.text
+
+
 def chat_loop(
     generator,
     params: SamplingParams,
@@ -148,6 +186,7 @@ def chat_loop(
     stdin: TextIO = sys.stdin,
     stdout: TextIO = sys.stdout,
     adapter: str | None = None,
+    images: list | None = None,
 ) -> int:
     """Read user messages until EOF or /exit, streaming each reply to `stdout`.
 
@@ -157,6 +196,7 @@ def chat_loop(
         system: the initial system message.
         stdin, stdout: where messages come from and replies go (a terminal gets a banner, prompts and readline).
         adapter: the LoRA adapter folder in use, named in the banner.
+        images: decoded images that go with the first message of each conversation (vision models).
     """
     interactive = stdin.isatty()
     read = _line_reader(stdin, stdout, interactive)
@@ -213,7 +253,11 @@ def chat_loop(
         elif command.startswith("/"):
             stdout.write(f"[unknown command {command.split()[0]}; /help lists the commands]\n")
         else:
-            history.append({"role": "user", "content": text})
+            if images and not history:
+                parts = [{"type": "image", "image": image} for image in images]
+                history.append({"role": "user", "content": [*parts, {"type": "text", "text": text}]})
+            else:
+                history.append({"role": "user", "content": text})
             reply()
     return 0
 
@@ -223,7 +267,10 @@ def _save(target: str, system: str | None, history: list[dict]) -> str:
         return "[usage: /save FILE]"
     messages = ([{"role": "system", "content": system}] if system else []) + history
     try:
-        atomic_write_text(Path(target).expanduser(), json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+        atomic_write_text(
+            Path(target).expanduser(),
+            json.dumps({"messages": messages}, ensure_ascii=False, default=lambda _: "<image>") + "\n",
+        )
     except (OSError, PuyuError) as bad:
         return f"[not saved: {bad}]"
     return f"[saved {len(messages)} messages to {target}]"

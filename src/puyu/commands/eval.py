@@ -79,11 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default=None, metavar="YAML", help="a run file: models × tasks and options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run_eval)
-    extra = parser.add_subparsers(dest="eval_command", metavar="{needle,judge,tools,kb}")
+    extra = parser.add_subparsers(dest="eval_command", metavar="{needle,judge,tools,kb,image-qa}")
     extra.required = False
-    from puyu.commands import eval_agent
+    from puyu.commands import eval_agent, eval_images
 
     eval_agent.register(extra)
+    eval_images.register(extra)
     try:
         from puyu.commands import eval_extras
     except ImportError:

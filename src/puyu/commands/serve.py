@@ -96,6 +96,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="enable deep search (POST /v1/search, /solve, model 'search') over local:KB, searxng:URL, duckduckgo, "
         "brave or bing; repeatable, the first is the default",
     )
+    images = parser.add_argument_group("images (vision models)")
+    images.add_argument(
+        "--allow-image-urls", action="store_true", help="fetch http(s) image URLs (default: data URLs only)"
+    )
+    images.add_argument("--max-images", type=int, default=8, help="most images in one request (default %(default)s)")
+    images.add_argument(
+        "--max-image-pixels", type=int, default=40_000_000, help="most pixels (width x height) of an image"
+    )
+    images.add_argument("--max-image-bytes", type=int, default=20 * 2**20, help="largest encoded image in bytes")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -108,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from puyu.engine.engine import LLMEngine
     from puyu.engine.lora_slots import parse_adapter_specs
     from puyu.model.config import ModelConfig
+    from puyu.model.vision.images import ImageLimits
     from puyu.serve.app import create_app
     from puyu.serve.graceful import GracefulServer
 
@@ -133,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         ("--max-concurrency", args.max_concurrency),
         ("--max-queue", args.max_queue),
         ("--max-request-bytes", args.max_request_bytes),
+        ("--max-images", args.max_images),
+        ("--max-image-pixels", args.max_image_pixels),
+        ("--max-image-bytes", args.max_image_bytes),
     ):
         if value is not None and value < 1:
             raise PuyuError(f"{name} must be at least 1, got {value}")
@@ -151,9 +164,18 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    limits = ImageLimits(
+        max_bytes=args.max_image_bytes,
+        max_pixels=args.max_image_pixels,
+        max_images=args.max_images,
+        allow_urls=args.allow_image_urls,
+    )
+
     def load() -> AsyncLLMEngine:
         engine = LLMEngine.from_pretrained(folder, config, template=template, adapters=adapters)
         log_engine(engine, [model_name, *adapters])
+        if engine.vision is not None:
+            engine.vision.limits = limits
         return AsyncLLMEngine(engine, max_queue=args.max_queue)
 
     failed: list[BaseException] = []

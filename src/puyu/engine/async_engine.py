@@ -12,6 +12,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 from puyu.engine.engine import LLMEngine
 from puyu.engine.outputs import EngineStats, RequestOutput
@@ -51,6 +52,7 @@ class AsyncLLMEngine:
     def __init__(self, engine: LLMEngine, max_queue: int | None = None) -> None:
         self.engine = engine
         self.max_queue = max_queue
+        self._images: dict[str, list[Any]] = {}  # image spans of requests on their way to the engine
         self._inbox: queue.SimpleQueue[tuple[str, str, list[int], SamplingParams | None]] = queue.SimpleQueue()
         self._pending_adds = 0
         self._count_lock = threading.Lock()
@@ -69,10 +71,15 @@ class AsyncLLMEngine:
             self._thread.start()
 
     async def generate(
-        self, request_id: str, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        images: list[Any] | None = None,
+        adapter: str | None = None,
     ) -> AsyncIterator[RequestOutput]:
-        """Add a request (computed with the served LoRA adapter of that name, if given) and yield its outputs
-        until it finishes.
+        """Add a request (`images`: the prompt's image spans; `adapter`: the served LoRA adapter of that name) and
+        yield its outputs until it finishes.
 
         Raises:
             QueueFullError: `max_queue` requests are already waiting, or the engine is shutting down
@@ -94,6 +101,8 @@ class AsyncLLMEngine:
             self._adapter_of[request_id] = adapter
         with self._count_lock:
             self._pending_adds += 1
+        if images:
+            self._images[request_id] = images
         self._inbox.put(("add", request_id, prompt, params))
         self._wake.set()
         finished = False
@@ -166,11 +175,15 @@ class AsyncLLMEngine:
                 self._pending_adds -= 1
             stream = self._streams.get(request_id)
             adapter = self._adapter_of.pop(request_id, None)
+            images = self._images.pop(request_id, None)
             if stream is None or params is None:  # aborted before it reached the engine
                 continue
             try:
-                # Only adapter requests pass the argument: engines without adapters keep their old signature.
-                extra = {"adapter": adapter} if adapter is not None else {}
+                # Only requests with an adapter or images pass them: engines wrapped by tests and tools keep the
+                # plain signature.
+                extra: dict[str, Any] = {"adapter": adapter} if adapter is not None else {}
+                if images:
+                    extra["images"] = images
                 self.engine.add_request(request_id, prompt, params, **extra)
             except Exception as exc:  # e.g. an id reused before the previous request left the engine
                 self._streams.pop(request_id, None)

@@ -87,7 +87,7 @@ class BlockManager:
         assert not seq.block_table
         if not self.enable_prefix_caching:
             return
-        tokens = seq.token_ids
+        tokens = seq.hash_ids
         usable = (len(tokens) - 1) // self.block_size
         count_query = not seq.admitted
         if count_query:
@@ -127,7 +127,7 @@ class BlockManager:
         if not self.enable_prefix_caching:
             return
         full = min(seq.num_computed_tokens // self.block_size, len(seq.block_table))
-        tokens = seq.token_ids
+        tokens = seq.hash_ids
         while len(seq.block_hashes) < full:
             i = len(seq.block_hashes)
             parent = seq.block_hashes[-1] if seq.block_hashes else seq.hash_seed

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -87,6 +88,7 @@ class LLMEngine:
         self.sampler = Sampler(tokenizer.vocab_size, config.seed, model.device)
         self._requests: dict[str, _Request] = {}
         self._token_text: dict[int, str] = {}
+        self.vision: Any = None  # a VisionRuntime when the model reads images (attach_vision)
         self._token_bytes: dict[int, bytes] = {}
         self.adapters: dict[str, int] = {}  # served LoRA adapter name -> number (see `load_adapters`)
 
@@ -118,6 +120,10 @@ class LLMEngine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         folder = Path(model_dir)
+        from puyu.model.vision.config import is_vlm_folder
+
+        if is_vlm_folder(folder):
+            return cls._from_vlm_folder(folder, config, parse_device(device), template)
         model = load_model(folder, dtype=config.dtype, device=parse_device(device))
         tokenizer = Tokenizer.from_pretrained(folder)
         chat_template = template_for(tokenizer, model.config.family, template)
@@ -125,6 +131,47 @@ class LLMEngine:
         if adapters:
             engine.load_adapters(adapters)
         return engine
+
+    @classmethod
+    def _from_vlm_folder(
+        cls, folder: Path, config: EngineConfig, device: torch.device, template: str | None
+    ) -> LLMEngine:
+        """An InternVL folder: the language model runs in the engine, the image encoder beside it."""
+        from puyu.model.vision import load_vlm
+        from puyu.model.vision.runtime import VisionRuntime
+
+        vlm = load_vlm(folder, dtype=config.dtype, device=device)
+        tokenizer = Tokenizer.from_pretrained(folder)
+        model = vlm.language_model
+        engine = cls(model, tokenizer, config, ChatTemplate.for_model(tokenizer, model.config.family, template))
+        engine.attach_vision(VisionRuntime.for_folder(folder, vlm.encoder, tokenizer))
+        return engine
+
+    # ---- images ---------------------------------------------------------------------------------
+
+    def attach_vision(self, vision: Any) -> None:
+        """Give the engine an image encoder (`puyu.model.vision.runtime.VisionRuntime`)."""
+        self.vision = vision
+        self.runner.vision = vision
+
+    def chat_request(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[int], list[Any]]:
+        """Prompt ids and image spans of a conversation whose user messages may hold image parts.
+
+        Raises:
+            PuyuError: images sent to a model without a vision encoder, or a bad image.
+        """
+        from puyu.model.vision.prompt import has_images
+
+        if not has_images(messages):
+            return self.chat_prompt_ids(messages, tools), []
+        if self.vision is None:
+            raise PuyuError("this model does not accept images (it has no vision encoder)")
+        template = self.tool_template if tools else self.template
+
+        def render(plain: list[dict]) -> str:
+            return template.render(plain, tools=tools, add_generation_prompt=True).text
+
+        return self.vision.prompt(messages, render, lambda text: self.tokenizer.encode(text, add_special_tokens=False))
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -147,10 +194,16 @@ class LLMEngine:
             )
 
     def add_request(
-        self, request_id: str, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        images: list[Any] | None = None,
+        adapter: str | None = None,
     ) -> None:
         """Queue a request, computed with the LoRA adapter of that name if given (see `load_adapters`).
 
+        `images` are the prompt's image spans (from `chat_request`), for a model with a vision encoder.
         Raises PuyuError for an empty, too long or out-of-vocabulary prompt, a reused id or an unknown adapter.
         """
         prompt = [int(t) for t in prompt_ids]
@@ -165,7 +218,11 @@ class LLMEngine:
             if bad:
                 raise PuyuError(f"{name} has token id {bad[0]}, outside the vocabulary (0..{vocab - 1})")
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_token_ids))
-        seq = Sequence(request_id, prompt, params, adapter=self.adapters.get(adapter or "", 0))
+        seq = Sequence(
+            request_id, prompt, params, adapter=self.adapters.get(adapter or "", 0), images=list(images or [])
+        )
+        if seq.images and self.vision is None:
+            raise PuyuError("this model does not accept images (it has no vision encoder)")
         sampling = SamplingState(params, prompt, sorted(stop_ids), self.model_config.vocab_size, self.model.device)
         request = _Request(
             seq,

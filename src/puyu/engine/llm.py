@@ -83,11 +83,17 @@ class LLM:
         tools: list[dict] | None = None,
         progress: bool = False,
     ) -> list[CompletionOutput]:
-        """Reply to one conversation or a list of them; tool calls are parsed when `tools` are offered."""
+        """Reply to one conversation or a list of them; tool calls are parsed when `tools` are offered.
+
+        With a vision model, user messages may hold image parts: `{"type": "image_url", "image_url": {"url":
+        "data:image/png;base64,..."}}` or `{"type": "image", "image": PIL image | file path | bytes}`.
+        """
         conversations = [messages] if messages and isinstance(messages[0], dict) else list(messages)
-        prompts = [self.engine.chat_prompt_ids(conv, tools) for conv in conversations]  # type: ignore[arg-type]
+        requests = [self.engine.chat_request(conv, tools) for conv in conversations]  # type: ignore[arg-type]
+        prompts = [ids for ids, _ in requests]
         per_request = self._params_list(params, len(prompts))
-        results = self._run_all(prompts, [self.engine.chat_params(p) for p in per_request], progress)
+        chat_params = [self.engine.chat_params(p) for p in per_request]
+        results = self._run_all(prompts, chat_params, progress, images=[spans for _, spans in requests])
         template = self.engine.tool_template if tools else self.engine.template
         for result in results:
             result.content, result.tool_calls = template.parse_tool_calls(result.text) if tools else (result.text, [])
@@ -98,9 +104,9 @@ class LLM:
     def stream_chat(
         self, messages: list[dict], params: SamplingParams | None = None, *, tools: list[dict] | None = None
     ) -> Iterator[RequestOutput]:
-        """Stream the assistant's reply (tool-call markup included)."""
-        ids = self.engine.chat_prompt_ids(messages, tools)
-        yield from self._stream_ids(ids, self.engine.chat_params(params or SamplingParams()))
+        """Stream the assistant's reply (tool-call markup included); images as for `chat`."""
+        ids, images = self.engine.chat_request(messages, tools)
+        yield from self._stream_ids(ids, self.engine.chat_params(params or SamplingParams()), images)
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -119,9 +125,11 @@ class LLM:
             raise PuyuError(f"got {len(params)} sampling parameters for {count} prompts")
         return list(params)
 
-    def _stream_ids(self, ids: list[int], params: SamplingParams) -> Iterator[RequestOutput]:
+    def _stream_ids(
+        self, ids: list[int], params: SamplingParams, images: list | None = None
+    ) -> Iterator[RequestOutput]:
         request_id = f"stream-{next(self._ids)}"
-        self.engine.add_request(request_id, ids, params)
+        self.engine.add_request(request_id, ids, params, images)
         finished = False
         try:
             while not finished and self.engine.has_unfinished_requests():
@@ -138,14 +146,16 @@ class LLM:
         prompts: list[list[int]],
         params: SamplingParams | Sequence[SamplingParams] | None,
         progress: bool,
+        images: list[list] | None = None,
     ) -> list[CompletionOutput]:
         per_request = self._params_list(params, len(prompts))
+        per_images = images or [[] for _ in prompts]
         ids = [f"batch-{next(self._ids)}" for _ in prompts]
         index = {request_id: i for i, request_id in enumerate(ids)}
         results = [CompletionOutput(text="", token_ids=[], finish_reason="length") for _ in prompts]
         try:
-            for request_id, prompt, p in zip(ids, prompts, per_request, strict=True):
-                self.engine.add_request(request_id, prompt, p)
+            for request_id, prompt, p, spans in zip(ids, prompts, per_request, per_images, strict=True):
+                self.engine.add_request(request_id, prompt, p, spans)
             remaining = set(ids)
             with tqdm(total=len(ids), desc="generating", unit="req", disable=not progress) as bar:
                 while remaining:

@@ -9,6 +9,7 @@ position of chunks whose request asked for prompt logprobs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -40,6 +41,8 @@ class ModelRunner:
     def __init__(self, model: CausalLM, config: EngineConfig, num_blocks: int) -> None:
         self.model = model
         self.config = config
+        # A vision model's image embeddings by span (puyu.model.vision.runtime.VisionRuntime), or None.
+        self.vision: Any = None
         mc = model.config
         self.device = model.device
         self.pool = PagedKVPool(
@@ -94,10 +97,34 @@ class ModelRunner:
         router = getattr(self.model, "adapter_router", None)
         if router is not None:  # served LoRA adapters: each row gets its own sequence's
             router.set(adapters, self.device)
-        logits = self.model(input_ids, positions=pos[None], cache=cache, logits_indices=rows_index)[0].float()
+        embeds = self._image_embeddings(input_ids, chunks, spans) if self.vision is not None else None
+        logits = self.model(
+            input_ids, positions=pos[None], cache=cache, logits_indices=rows_index, inputs_embeds=embeds
+        )[0].float()
         full: dict[int, torch.Tensor] = {}
         at = len(completing)
         for i in full_chunks:
             full[i] = logits[at : at + spans[i].length]
             at += spans[i].length
         return StepLogits(last=logits[: len(completing)], completing=completing, full=full)
+
+    def _image_embeddings(
+        self, input_ids: torch.Tensor, chunks: list[ScheduledChunk], spans: dict[int, SeqSpan]
+    ) -> torch.Tensor | None:
+        """Token embeddings with each image's rows written over its placeholders (None: no image this step).
+
+        A chunk may cover part of an image (chunked prefill, or a prefix-cache hit inside it): only the
+        overlapping rows are written."""
+        embeds: torch.Tensor | None = None
+        for i, chunk in enumerate(chunks):
+            start, end = chunk.start, chunk.start + chunk.num_tokens
+            for image in chunk.seq.images:
+                lo, hi = max(start, image.offset), min(end, image.offset + image.length)
+                if lo >= hi:
+                    continue
+                if embeds is None:
+                    embeds = self.model.model.embed_tokens(input_ids)
+                rows = self.vision.embeddings(image)[lo - image.offset : hi - image.offset]
+                at = spans[i].offset + lo - start
+                embeds[0, at : at + hi - lo] = rows.to(embeds.dtype)
+        return embeds

@@ -40,11 +40,24 @@ class Sequence:
     admitted: bool = False
     state: Any = None  # the engine's per-request bookkeeping (detokenizer, sampler state)
     adapter: int = 0
+    images: list[Any] = field(default_factory=list)  # ImageSpans of a vision prompt, in prompt order
 
     @property
     def hash_seed(self) -> int | None:
         """Parent hash of the first block: an adapter's KV differs from the base's, so its blocks never match them."""
         return None if self.adapter == 0 else -1 - self.adapter  # None hashes as -1
+
+    @property
+    def hash_ids(self) -> list[int]:
+        """Token ids as the prefix cache hashes them: an image's placeholder run is one id repeated, so its
+        positions take values derived from the image's pixel hash instead (negative: never a real token)."""
+        if not self.images:
+            return self.token_ids
+        ids = self.token_ids
+        for span in self.images:
+            base = int(span.digest[:15], 16)
+            ids[span.offset : span.offset + span.length] = [-1 - base - k for k in range(span.length)]
+        return ids
 
     @property
     def token_ids(self) -> list[int]:

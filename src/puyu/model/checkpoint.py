@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -252,12 +252,28 @@ def save_model(
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: p.detach() for name, p in model.state_dict().items()}
-    limit = parse_size(max_shard_size)
+    write_weights(folder, from_internal(state, config, family), store_dtype, max_shard_size)
+    hf_config = config.replace(torch_dtype=dtype_name(store_dtype)).to_hf(family)
+    atomic_write_text(folder / "config.json", json.dumps(hf_config, indent=2) + "\n")
+    write_generation_config(folder, config)
+    if family == "internlm2":  # config.json's auto_map names these files
+        write_remote_code(folder)
+    return folder
 
+
+def write_weights(
+    folder: Path,
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    store_dtype: torch.dtype,
+    max_shard_size: int | str = "5GB",
+) -> None:
+    """Write (checkpoint name, tensor) pairs as safetensors shards (+ index when sharded), atomically;
+    stale shards and PyTorch weight files of an earlier save are removed."""
+    limit = parse_size(max_shard_size)
     shards: list[dict[str, torch.Tensor]] = [{}]
     shard_bytes = 0
     total = 0
-    for name, tensor in from_internal(state, config, family):
+    for name, tensor in tensors:
         value = tensor.to(device="cpu", dtype=store_dtype).contiguous()
         size = value.numel() * value.element_size()
         if shards[-1] and shard_bytes + size > limit:
@@ -284,10 +300,3 @@ def save_model(
             stale.unlink()
     for stale_bin in (TORCH_BIN, TORCH_BIN_INDEX):
         (folder / stale_bin).unlink(missing_ok=True)
-
-    hf_config = config.replace(torch_dtype=dtype_name(store_dtype)).to_hf(family)
-    atomic_write_text(folder / "config.json", json.dumps(hf_config, indent=2) + "\n")
-    write_generation_config(folder, config)
-    if family == "internlm2":  # config.json's auto_map names these files
-        write_remote_code(folder)
-    return folder

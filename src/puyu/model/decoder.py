@@ -149,6 +149,7 @@ class CausalLM(nn.Module):
         mask: torch.Tensor | None = None,
         last_only: bool = False,
         logits_indices: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits for `input_ids` [B, T].
 
@@ -161,6 +162,8 @@ class CausalLM(nn.Module):
             last_only: project only the last position (decoding needs nothing else).
             logits_indices: project only these positions [R] (a batch engine flattens several sequences into
                 one row and needs each one's last position); overrides `last_only`.
+            inputs_embeds: input embeddings [B, T, hidden] to use instead of looking up `input_ids` (a vision
+                model's prompt, with image embeddings at its placeholders); `input_ids` still give the shape.
 
         Returns:
             logits [B, T, vocab] (or [B, 1, vocab] with `last_only`, [B, R, vocab] with `logits_indices`), in the
@@ -172,7 +175,7 @@ class CausalLM(nn.Module):
                 positions = cache.positions(t, input_ids.device)
             else:
                 positions = torch.arange(t, device=input_ids.device).expand(b, -1)
-        x = self.model.embed_tokens(input_ids)
+        x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         rope = self.rotary(positions, x.dtype)
         for layer in self.model.layers:
             if self.activation_checkpointing and self.training and cache is None:

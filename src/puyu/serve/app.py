@@ -33,6 +33,7 @@ from puyu.serve.errors import (
     install_error_handlers,
 )
 from puyu.serve.guard import STREAM_STATUS, GuardMiddleware
+from puyu.serve.image_parts import check_image_parts, has_images
 from puyu.serve.limits import DEFAULT_MAX_REQUEST_BYTES
 from puyu.serve.metrics import RequestTimer, ServerMetrics
 from puyu.serve.schemas import (
@@ -159,10 +160,11 @@ async def _start(
     params: SamplingParams,
     timer: RequestTimer,
     adapter: str | None = None,
+    images: list[Any] | None = None,
 ) -> AsyncIterator[RequestOutput]:
     """Add a request and wait for its first output, so that a full queue or a bad prompt becomes an
     HTTP error before any response is sent; the returned iterator yields every output, the first included."""
-    stream = engine.generate(request_id, prompt_ids, params, adapter=adapter)
+    stream = engine.generate(request_id, prompt_ids, params, images, adapter=adapter)
     try:
         first = await stream.__anext__()
     except QueueFullError as exc:
@@ -200,13 +202,17 @@ async def _chain(
 
 
 async def _start_all(
-    state: ServerState, engine: AsyncLLMEngine, base_id: str, runs: list[tuple[list[int], SamplingParams]]
+    state: ServerState,
+    engine: AsyncLLMEngine,
+    base_id: str,
+    runs: list[tuple[list[int], SamplingParams]],
+    images: list[Any] | None = None,
 ) -> list[AsyncIterator[RequestOutput]]:
     """Start every engine request of an HTTP request at once (they prefill in the same steps); if one
-    fails, the others are closed (aborted) and its error raised."""
+    fails, the others are closed (aborted) and its error raised. `images`: the shared prompt's image spans."""
     lora = state.served.current().adapter
     starts = [
-        _start(engine, f"{base_id}-{index}", prompt_ids, params, RequestTimer(state.metrics), lora)
+        _start(engine, f"{base_id}-{index}", prompt_ids, params, RequestTimer(state.metrics), lora, images)
         for index, (prompt_ids, params) in enumerate(runs)
     ]
     results = await asyncio.gather(*starts, return_exceptions=True)
@@ -442,9 +448,13 @@ async def completions(state: ServerState, body: CompletionRequest, request: Requ
 
 
 async def _collect(
-    state: ServerState, engine: AsyncLLMEngine, request_id: str, runs: list[tuple[list[int], SamplingParams]]
+    state: ServerState,
+    engine: AsyncLLMEngine,
+    request_id: str,
+    runs: list[tuple[list[int], SamplingParams]],
+    images: list[Any] | None = None,
 ) -> list[_Choice]:
-    streams = await _start_all(state, engine, request_id, runs)
+    streams = await _start_all(state, engine, request_id, runs, images)
     choices = [_Choice() for _ in runs]
     merged = _merge(streams)
     try:
@@ -461,6 +471,7 @@ async def _generate(
     request_id: str,
     runs: list[tuple[list[int], SamplingParams]],
     events: Callable[[list[AsyncIterator[RequestOutput]]], AsyncIterator[Any]] | None,
+    images: list[Any] | None = None,
 ) -> list[_Choice] | Response:
     """Run a request's engine requests: collected into choices, or (given `events`) as an SSE response
     that starts once every request has its first output."""
@@ -469,8 +480,8 @@ async def _generate(
     handed_over = False
     try:
         if events is None:
-            return await _unless_disconnected(request, _collect(state, engine, request_id, runs))
-        streams = await _unless_disconnected(request, _start_all(state, engine, request_id, runs))
+            return await _unless_disconnected(request, _collect(state, engine, request_id, runs, images))
+        streams = await _unless_disconnected(request, _start_all(state, engine, request_id, runs, images))
         handed_over = True  # the stream gives the slot back when it ends
         body = _sse_stream(state, request, _releasing(state, events(streams)))
         return StreamingResponse(body, media_type="text/event-stream")
@@ -557,21 +568,45 @@ def _reject_image_parts(messages: list[RequestMessage]) -> None:
                 )
 
 
+def _refuse_control_text(messages: list[dict], added_tokens: dict[str, int]) -> None:
+    """400 for control-token text in a message with images (that path tokenizes the rendered prompt whole, so
+    such text would become real control tokens)."""
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        parts = (
+            [content] if isinstance(content, str) else [p.get("text", "") for p in content or [] if isinstance(p, dict)]
+        )
+        if any(token in part for part in parts for token in added_tokens):
+            raise APIError(
+                400,
+                f"messages.{index}: control-token text is not accepted in requests with images",
+                param=f"messages.{index}.content",
+            )
+
+
 async def _chat_prompt(
     state: ServerState, body: ChatCompletionRequest, llm: Any
-) -> tuple[list[int], list[dict] | None]:
+) -> tuple[list[int], list[dict] | None, list[Any]]:
+    """Prompt ids, tools and image spans; rendering, tokenizing and image decoding run in a worker thread."""
     tools = adapter.chat_tools(body)
-    _reject_image_parts(body.messages)
+    if getattr(llm, "vision", None) is None:
+        _reject_image_parts(body.messages)
     state.check_text_length(sum(map(_content_chars, body.messages)), llm.max_model_len, "messages")
     messages = [message.to_chat() for message in body.messages]
     try:
-        # Rendering and tokenizing run off the event loop (a long prompt would stall every other client).
-        ids = await asyncio.to_thread(
-            llm.chat_prompt_ids, messages, tools, trust_control_tokens=state.trust_control_tokens
-        )
+        if not has_images(messages):
+            # Rendering and tokenizing run off the event loop (a long prompt would stall every other client).
+            ids = await asyncio.to_thread(
+                llm.chat_prompt_ids, messages, tools, trust_control_tokens=state.trust_control_tokens
+            )
+            return ids, tools, []
+        check_image_parts(messages)
+        if not state.trust_control_tokens:
+            _refuse_control_text(messages, llm.tokenizer.added_tokens)
+        ids, images = await asyncio.to_thread(llm.chat_request, messages, tools)
+        return ids, tools, images
     except PuyuError as exc:
         raise APIError(400, str(exc), param="messages") from None
-    return ids, tools
 
 
 def _tool_calls(calls: list[dict]) -> list[ToolCall]:
@@ -589,7 +624,7 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
         and body.tool_choice != "none"
     ):
         raise APIError(400, "response_format json_object cannot be combined with tools", param="response_format")
-    prompt_ids, tools = await _chat_prompt(state, body, llm)
+    prompt_ids, tools, images = await _chat_prompt(state, body, llm)
     runs = []
     for choice in range(body.n):
         params, _ = adapter.chat_params(body, len(prompt_ids), llm, choice)
@@ -602,6 +637,7 @@ async def chat_completions(state: ServerState, body: ChatCompletionRequest, requ
         request_id,
         runs,
         (lambda streams: _chat_events(state, body, request_id, streams, template)) if body.stream else None,
+        images,
     )
     if isinstance(result, Response):
         return result

@@ -96,16 +96,16 @@ class TextPart(_Request):
 
 
 class ImageURL(_Request):
-    url: str
+    url: str = Field(min_length=1)
     detail: str | None = None
 
 
-class ImagePart(_Request):
+class ImageURLPart(_Request):
     type: Literal["image_url"]
     image_url: ImageURL
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImageURLPart, Field(discriminator="type")]
 
 
 class ChatToolCallFunction(_Request):

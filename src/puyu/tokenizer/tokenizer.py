@@ -211,6 +211,23 @@ class Tokenizer:
     def unk_id(self) -> int | None:
         return self.token_to_id(self.unk_token) if self.unk_token else None
 
+    def add_special_tokens(self, contents: Sequence[str]) -> list[int]:
+        """Add special tokens (kept whole when encoding, listed as additional special tokens); returns their ids.
+
+        Args:
+            contents: the tokens' strings; ones already present keep their ids.
+        """
+        ids = []
+        for content in contents:
+            self._backend.add_special(content)
+            if content not in self.additional_special_tokens:
+                self.additional_special_tokens.append(content)
+            token_id = self.token_to_id(content)
+            assert token_id is not None
+            ids.append(token_id)
+        self._special_cache = None
+        return ids
+
     @property
     def added_tokens(self) -> dict[str, int]:
         """All added tokens (special or not): content -> id."""
