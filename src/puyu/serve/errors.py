@@ -100,6 +100,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if not errors:
         return "invalid request", None
     first = errors[0]
+    # Of a union's alternatives (str | list[parts] …), the deepest location is the one the client meant.
+    first = max(errors, key=lambda e: len(e.get("loc", ()))) if first.get("type") != "json_invalid" else first
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error")
         return "request body is not valid JSON" + (f" ({detail})" if detail else ""), None
