@@ -1,7 +1,7 @@
 """Schemathesis over the server's own OpenAPI schema: valid and invalid requests of every operation, with
 `model` pinned to the served name, never get a 5xx, and every error is OpenAI-shaped.
 
-Bounded for CI; `PUYU_FUZZ_EXAMPLES=600 PUYU_FUZZ_REPORT=statuses.json pytest tests/serve/test_serve_schema_fuzz.py`
+Bounded for CI; `PUYU_FUZZ_EXAMPLES=400 PUYU_FUZZ_REPORT=statuses.json pytest tests/serve/test_serve_schema_fuzz.py`
 runs a long one and writes how many cases got each status.
 """
 
