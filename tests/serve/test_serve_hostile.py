@@ -100,6 +100,7 @@ def _metric(url: str, endpoint: str, status: int) -> float:
         ({"seed": -(2**63) - 1}, 200),
         ({"stop_token_ids": [10**9]}, 400),
         ({"logit_bias": {"5": 100}, "min_tokens": 3, "presence_penalty": 2, "frequency_penalty": -2}, 200),
+        ({"response_format": {"type": "json_object"}, "min_tokens": 4, "temperature": 1}, 200),  # min_tokens yields
     ],
 )
 def test_extreme_parameters_never_hurt_a_running_stream(served: tuple[str, Any], fields: dict, status: int) -> None:

@@ -142,7 +142,8 @@ class AsyncLLMEngine:
         self._accepting = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while drain and self._has_work() and loop.time() < deadline:
+        # Open streams count too: a request the engine just finished may not have handed over its last output.
+        while drain and (self._has_work() or self._streams) and loop.time() < deadline:
             await asyncio.sleep(0.01)
         for request_id in list(self._streams):
             self.abort(request_id)
@@ -171,14 +172,12 @@ class AsyncLLMEngine:
             if kind == "abort":
                 self.engine.abort(request_id)
                 continue
-            with self._count_lock:
-                self._pending_adds -= 1
             stream = self._streams.get(request_id)
             adapter = self._adapter_of.pop(request_id, None)
             images = self._images.pop(request_id, None)
-            if stream is None or params is None:  # aborted before it reached the engine
-                continue
             try:
+                if stream is None or params is None:  # aborted before it reached the engine
+                    continue
                 # Only requests with an adapter or images pass them: engines wrapped by tests and tools keep the
                 # plain signature.
                 extra: dict[str, Any] = {"adapter": adapter} if adapter is not None else {}
@@ -187,7 +186,11 @@ class AsyncLLMEngine:
                 self.engine.add_request(request_id, prompt, params, **extra)
             except Exception as exc:  # e.g. an id reused before the previous request left the engine
                 self._streams.pop(request_id, None)
-                stream.put(exc)
+                stream.put(exc)  # type: ignore[union-attr]
+            finally:
+                # Only now: until the engine holds it, the request still counts as work for a draining shutdown.
+                with self._count_lock:
+                    self._pending_adds -= 1
 
     def _run(self) -> None:
         """The stepping thread: apply the inbox, step while there is work, sleep on the wake event otherwise."""

@@ -334,7 +334,8 @@ class LLMEngine:
                 [(t, self._text(t), lp) for t, lp in sample.top],
             )
         produced = len(seq.output_ids)
-        if sample.token in request.stop_ids and produced >= params.min_tokens:
+        # Before min_tokens the sampler masks stop ids unless nothing else is allowed; one it let through ends.
+        if sample.token in request.stop_ids:
             return self._finish(request, "stop", sample.token, "", logprob)
         text = request.matcher.feed(request.detokenizer.push(sample.token))
         if request.matcher.matched is not None:

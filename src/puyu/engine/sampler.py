@@ -140,7 +140,12 @@ class Sampler:
             if state.bias_ids is not None and state.bias_values is not None:
                 logits[i, state.bias_ids] += state.bias_values
             if len(state.output_ids) < p.min_tokens and state.stop_ids:
-                logits[i, state.stop_ids] = float("-inf")
+                held = logits[i].clone()
+                held[state.stop_ids] = float("-inf")
+                # min_tokens gives way when only a stop token is left (JSON mode closing its object at the
+                # budget's end): a row with nothing to sample would fail the request.
+                if bool((held > float("-inf")).any()):
+                    logits[i] = held
         penalised = [i for i, s in enumerate(states) if s.penalised]
         if penalised:
             index = torch.tensor(penalised, device=logits.device)

@@ -55,7 +55,8 @@ class SamplingParams:
         top_logprobs: alternatives (0..20) returned with each generated token's logprob; needs `logprobs`.
         prompt_logprobs: None = off; k >= 0: the logprob of every prompt token plus k alternatives (engine only).
         logit_bias: token id -> value added to its logit before sampling.
-        min_tokens: EOS and stop ids cannot end generation before this many tokens (engine only).
+        min_tokens: EOS and stop ids cannot end generation before this many tokens, unless no other token
+            is allowed (e.g. JSON mode closing its object at the end of the budget) (engine only).
         logits_processors: per request, (output ids so far, logits row [V]) -> logits row, applied first
             (JSON mode); not compared nor serialised.
     """
