@@ -86,7 +86,8 @@ def import_gguf(
     from puyu.tokenizer.gguf_vocab import GGUFVocab
 
     file = GGUFFile(path)
-    # The tokenizer first: a file whose vocabulary puyu cannot rebuild fails before the weights are read.
+    # Architecture and tokenizer first: a file puyu cannot import fails before the weights are read.
+    config_from_metadata(file)
     tokenizer = GGUFVocab.from_metadata(file.metadata, str(file.path)).to_tokenizer(str(file.path))
     model = read_gguf_model(file, dtype="float32")
     folder = save_model(model, out, dtype=dtype, max_shard_size=max_shard_size)

@@ -72,9 +72,9 @@ class GGUFFile:
         gguf = gguf_module()
         try:
             reader = gguf.GGUFReader(self.path)
-        except Exception as bad:  # the reader raises ValueError, IndexError, KeyError... on a damaged header
+        except Exception as bad:  # the reader raises ValueError, IndexError, KeyError... on a damaged file
             raise PuyuError(
-                f"{self.path}: unreadable GGUF header, truncated or corrupt ({one_line(bad)[:200]})"
+                f"{self.path}: truncated or corrupt GGUF file ({one_line(bad)[:200]})"
             ) from None
         size = self.path.stat().st_size
         self.metadata: dict[str, Any] = {}
