@@ -66,15 +66,15 @@ def test_unknown_architecture(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_unsupported_tensor_type(good_file: Path, tmp_path: Path) -> None:
-    from puyu.model.gguf.reader import GGUFFile
     from puyu.model.gguf.importer import read_gguf_model
+    from puyu.model.gguf.reader import GGUFFile
 
     block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.IQ4_NL]
     raw = np.zeros((8, 64 // block * size), np.uint8)
     path = _write(tmp_path / "iq.gguf", "llama", {"token_embd.weight": (raw, gguf.GGMLQuantizationType.IQ4_NL)})
-    with pytest.raises(PuyuError, match="tensor token_embd.weight has type IQ4_NL, which puyu does not import"):
+    with pytest.raises(PuyuError, match=r"tensor token_embd\.weight has type IQ4_NL, which puyu does not import"):
         GGUFFile(path).check_types()
-    with pytest.raises(PuyuError, match="missing metadata key llama.attention.head_count"):
+    with pytest.raises(PuyuError, match=r"missing metadata key llama\.attention\.head_count"):
         read_gguf_model(GGUFFile(path))
 
 
