@@ -73,9 +73,7 @@ class GGUFFile:
         try:
             reader = gguf.GGUFReader(self.path)
         except Exception as bad:  # the reader raises ValueError, IndexError, KeyError... on a damaged file
-            raise PuyuError(
-                f"{self.path}: truncated or corrupt GGUF file ({one_line(bad)[:200]})"
-            ) from None
+            raise PuyuError(f"{self.path}: truncated or corrupt GGUF file ({one_line(bad)[:200]})") from None
         size = self.path.stat().st_size
         self.metadata: dict[str, Any] = {}
         for key, field in reader.fields.items():
