@@ -70,21 +70,21 @@ def _heads_of(name: str, config: ModelConfig) -> int | None:
     return None
 
 
-def to_rotary_pairs(name: str, tensor: torch.Tensor, config: ModelConfig, arch: str) -> torch.Tensor:
-    """HF half-split q/k rows → llama.cpp's interleaved pairs (other tensors unchanged)."""
+def _permute(name: str, tensor: torch.Tensor, config: ModelConfig, arch: str, to_pairs: bool) -> torch.Tensor:
     heads = _heads_of(name, config)
     if heads is None or arch not in PERMUTED_ARCHS:
         return tensor
-    rest = tensor.shape[1:]
-    half = tensor.shape[0] // heads // 2
-    return tensor.reshape(heads, 2, half, *rest).transpose(1, 2).reshape(tensor.shape)
+    # Per head the rows are [2, D/2] (HF half-split) or [D/2, 2] (interleaved pairs): swapping is a transpose.
+    halves = (2, tensor.shape[0] // heads // 2)
+    split = halves if to_pairs else halves[::-1]
+    return tensor.reshape(heads, *split, *tensor.shape[1:]).transpose(1, 2).reshape(tensor.shape)
+
+
+def to_rotary_pairs(name: str, tensor: torch.Tensor, config: ModelConfig, arch: str) -> torch.Tensor:
+    """HF half-split q/k rows → llama.cpp's interleaved pairs (other tensors unchanged)."""
+    return _permute(name, tensor, config, arch, to_pairs=True)
 
 
 def from_rotary_pairs(name: str, tensor: torch.Tensor, config: ModelConfig, arch: str) -> torch.Tensor:
     """Inverse of `to_rotary_pairs`."""
-    heads = _heads_of(name, config)
-    if heads is None or arch not in PERMUTED_ARCHS:
-        return tensor
-    rest = tensor.shape[1:]
-    half = tensor.shape[0] // heads // 2
-    return tensor.reshape(heads, half, 2, *rest).transpose(1, 2).reshape(tensor.shape)
+    return _permute(name, tensor, config, arch, to_pairs=False)
