@@ -89,8 +89,11 @@ def test_greedy_tokens_equal(smollm2_dir: Path, hf_model, hf_tokenizer) -> None:
         prompt = hf_tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         ids = tokenizer.encode(prompt)
         ours = generate_tokens(model, ids, SamplingParams(max_tokens=32, temperature=0.0))
-        with torch.no_grad():
-            out = hf_model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False)
+        prompt_ids = torch.tensor([ids])
+        with torch.no_grad():  # an explicit mask: the prompt holds <|im_end|>, which is also the pad id
+            out = hf_model.generate(
+                prompt_ids, attention_mask=torch.ones_like(prompt_ids), max_new_tokens=32, do_sample=False
+            )
         assert ours == out[0, len(ids) :].tolist()
 
 
