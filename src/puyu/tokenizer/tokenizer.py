@@ -87,7 +87,8 @@ class Tokenizer:
             path: A folder with `tokenizer.json` (Hugging Face tokenizers) or `tokenizer.model`
                 (SentencePiece), plus optional `tokenizer_config.json`, `special_tokens_map.json`,
                 `added_tokens.json` and `chat_template.jinja`. `tokenizer.json` wins when both exist.
-                A path to one of the two tokenizer files also works.
+                A path to one of the two tokenizer files also works, and so does a .gguf file (the
+                tokenizer is rebuilt from its metadata).
 
         Returns:
             The tokenizer.
@@ -95,6 +96,10 @@ class Tokenizer:
         Raises:
             PuyuError: The folder is missing, has no tokenizer file, or a file is malformed.
         """
+        if Path(path).is_file() and Path(path).suffix.lower() == ".gguf":
+            from puyu.tokenizer.gguf_vocab import tokenizer_from_gguf
+
+            return tokenizer_from_gguf(path)
         found = files.read_folder(path)
         backend: Backend
         if found.tokenizer_file.name == files.TOKENIZER_JSON:
