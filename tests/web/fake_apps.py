@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image
 
-from puyu.serve.schemas import ChatCompletionRequest
+from puyu.serve.schemas import ChatCompletionRequest, message_dicts
 
 STEP_PAUSE = 0.15  # seconds between events: long enough for the page to show each state
 
@@ -64,7 +64,7 @@ def _sse(events: list[Any]) -> StreamingResponse:
 
 
 def _kb_chunks(request: ChatCompletionRequest) -> list[dict]:
-    question = str(request.messages[-1]["content"])
+    question = str(message_dicts(request.messages)[-1]["content"])
     if "weather" in question:
         final = {"content": "", "citations": [], "rejected": True, "reason": REFUSAL}
         pieces: list[str] = []
