@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from puyu.cli import main
+from puyu.cli import build_parser, main
 from puyu.commands.chat import chat_loop
 from puyu.generation import SamplingParams
 from puyu.generation.generator import Generator
@@ -146,3 +146,20 @@ def test_unwritable_output_is_one_line(tiny_model: Path, tmp_path: Path, capsys:
     assert main(["convert", str(tiny_model), "--to", "llama", "--out", str(blocker / "sub")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("puyu: error:") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_words_after_the_flags_reach_the_optional_positional() -> None:
+    """`puyu agent MODEL --json "question"` as documented: argparse alone leaves the question over."""
+    from puyu.commands.usage import place_trailing_words
+
+    parser = build_parser()
+    args, extras = parser.parse_known_args(["agent", "models/x", "--json", "What is 2 + 2?"])
+    assert place_trailing_words(parser, args, extras) == []
+    assert (args.model, args.question, args.json) == ("models/x", "What is 2 + 2?", True)
+    args, extras = parser.parse_known_args(["finetune", "run.yaml", "--method", "lora", "lora.r=4"])
+    assert place_trailing_words(parser, args, extras) == [] and args.args == ["run.yaml", "lora.r=4"]
+    # A second question, or a flag nobody knows, is still an unknown argument.
+    args, extras = parser.parse_known_args(["agent", "models/x", "q1", "--json", "q2"])
+    assert place_trailing_words(parser, args, extras) == ["q2"]
+    args, extras = parser.parse_known_args(["agent", "models/x", "--jsn", "q"])
+    assert place_trailing_words(parser, args, extras) == ["--jsn", "q"]

@@ -34,7 +34,7 @@ from puyu.commands import (
     vlm,
     web,
 )
-from puyu.commands.usage import reject_unknown
+from puyu.commands.usage import place_trailing_words, reject_unknown
 from puyu.errors import PuyuError
 
 COMMANDS = (
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    extras = place_trailing_words(parser, args, extras)
     if extras:  # argparse would print the top-level usage; the subcommand's is the one that helps
         reject_unknown(parser, args, extras)
     try:

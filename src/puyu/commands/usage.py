@@ -31,3 +31,22 @@ def reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, ex
         close = difflib.get_close_matches(name, flags, n=1, cutoff=0.6) if name.startswith("-") else []
         notes.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
     target.error(f"unrecognized arguments: {', '.join(notes)}")
+
+
+def place_trailing_words(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> list[str]:
+    """Put words typed after the flags into the subcommand's optional positional (`puyu agent MODEL --json
+    "question"`, `puyu finetune --method lora key=value`): argparse fills such a positional (nargs ? or *) before
+    the flags and leaves later words over. Returns what is still unknown."""
+    if not extras or any(extra.startswith("-") for extra in extras):
+        return extras
+    for action in command_parser(parser, args)._actions:
+        if action.option_strings or action.nargs not in ("?", "*"):
+            continue
+        current = getattr(args, action.dest, None)
+        if action.nargs == "*":
+            setattr(args, action.dest, [*(current or []), *extras])
+            return []
+        if current in (None, action.default) and len(extras) == 1:
+            setattr(args, action.dest, extras[0])
+            return []
+    return extras
