@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from puyu.engine.shared import SharedEngine
 from puyu.errors import PuyuError
 from puyu.finetune.rewards import RewardFn, load_reward
 from puyu.generation.sampling import SamplingParams
@@ -223,12 +224,9 @@ class RolloutLoss:
         )  # fmt: skip
         if kl is not None:
             self._kl.append(float((kl.detach() * mask).sum() / mask.sum().clamp(min=1.0)))
-        # A sum the loop divides by the step's targets (see RolloutBatch.num_targets).
-        if s.loss_type == "grpo":
-            return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum()
-        if s.loss_type == "bnpo":
-            return (per_token * mask).sum()
-        return (per_token * mask).sum() / s.max_new_tokens
+        # The loop divides the summed losses by the step's targets (see RolloutBatch.num_targets), so each
+        # micro-batch gives its reduced loss times its own targets.
+        return reduce_loss(per_token, mask, s.loss_type, s.max_new_tokens) * batch.num_targets
 
     def pop_metrics(self) -> dict[str, float]:
         metrics = self.source.pop_metrics() if self.source is not None else {}
@@ -384,33 +382,28 @@ class RolloutBatches:
     def _rollouts(self, chosen: list[int], device: torch.device) -> list[dict[str, Any]]:
         s = self.settings
         engine = self.engine()
-        rows: list[dict[str, Any]] = []
+        requests: list[tuple[int, list[int]]] = []  # (prompt record, prompt ids), group after group
+        params: list[SamplingParams] = []
+        for p, index in enumerate(chosen):
+            ids = self.prompt_ids(self.prompts[index])
+            for g in range(s.group_size):
+                sampling = SamplingParams(
+                    max_tokens=s.max_new_tokens,
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    seed=(self.seed * 1_000_003 + self.step) * 4096 + p * s.group_size + g,
+                )
+                requests.append((index, ids))
+                params.append(engine.chat_params(sampling) if self.chat else sampling)
         with self._eval_mode():
-            requests = []
-            for p, index in enumerate(chosen):
-                ids = self.prompt_ids(self.prompts[index])
-                for g in range(s.group_size):
-                    params = SamplingParams(
-                        max_tokens=s.max_new_tokens,
-                        temperature=s.temperature,
-                        top_p=s.top_p,
-                        seed=(self.seed * 1_000_003 + self.step) * 4096 + p * s.group_size + g,
-                    )
-                    request_id = f"rl-{self.step}-{p}-{g}"
-                    engine.add_request(request_id, ids, engine.chat_params(params) if self.chat else params)
-                    requests.append((request_id, index, ids))
-            done: dict[str, list[int]] = {rid: [] for rid, _, _ in requests}
-            texts: dict[str, str] = {rid: "" for rid, _, _ in requests}
-            while engine.has_unfinished_requests():
-                for out in engine.step():
-                    done[out.request_id] += out.token_ids
-                    texts[out.request_id] += out.text
-        for request_id, index, ids in requests:
-            completion = done[request_id] or [self.pad_id]
-            record = self.prompts[index]
-            scores = [fn(texts[request_id], record.fields) for fn in self.reward_fns]
+            outputs = SharedEngine(engine).run_outputs([ids for _, ids in requests], params)
+        rows: list[dict[str, Any]] = []
+        for (index, ids), request_outputs in zip(requests, outputs, strict=True):
+            completion = [token for out in request_outputs for token in out.token_ids] or [self.pad_id]
+            text = "".join(out.text for out in request_outputs)
+            scores = [fn(text, self.prompts[index].fields) for fn in self.reward_fns]
             reward = sum(w * float(r) for w, r in zip(self.weights, scores, strict=True))
-            rows.append({"prompt": ids, "completion": completion, "text": texts[request_id], "reward": reward})
+            rows.append({"prompt": ids, "completion": completion, "text": text, "reward": reward})
         rewards = torch.tensor([r["reward"] for r in rows], dtype=torch.float32)
         if self.advantage == "rloo":
             advantages = rloo_advantages(rewards, s.group_size)

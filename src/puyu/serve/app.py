@@ -56,6 +56,7 @@ from puyu.serve.schemas import (
     RequestMessage,
     ToolCall,
     Usage,
+    message_dicts,
     new_id,
 )
 from puyu.serve.served_models import ServedModels
@@ -592,7 +593,7 @@ async def _chat_prompt(
     if getattr(llm, "vision", None) is None:
         _reject_image_parts(body.messages)
     state.check_text_length(sum(map(_content_chars, body.messages)), llm.max_model_len, "messages")
-    messages = [message.to_chat() for message in body.messages]
+    messages = message_dicts(body.messages)
     try:
         if not has_images(messages):
             # Rendering and tokenizing run off the event loop (a long prompt would stall every other client).
